@@ -393,8 +393,11 @@ static int read_envelope(envelope_fields_t *e, const char *mp, size_t len, const
     int rc;
 
     if ((rc = cr_mp_check(mp, len, lim, max, NULL, &used)) != 0) {
-        if (rc == CR_EAGAIN)
-            return cr_error_set(CR_ETRUNCATED, cr_error_last()->field, "the envelope ends inside a value (%zu bytes)", len);
+        if (rc == CR_EAGAIN) {
+            char field[sizeof(cr_error_last()->field)];
+            memcpy(field, cr_error_last()->field, sizeof(field));
+            return cr_error_set(CR_ETRUNCATED, field, "the envelope ends inside a value (%zu bytes)", len);
+        }
         return rc;
     }
     if (used != len)

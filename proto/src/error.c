@@ -40,7 +40,8 @@ int cr_error_set(int code, const char *field, const char *fmt, ...)
 {
     va_list ap;
     last_error.code = code;
-    snprintf(last_error.field, sizeof(last_error.field), "%s", field != NULL ? field : "");
+    if (field != last_error.field) /* a caller may pass the current field back: leave it as it is */
+        snprintf(last_error.field, sizeof(last_error.field), "%s", field != NULL ? field : "");
     va_start(ap, fmt);
     vsnprintf(last_error.message, sizeof(last_error.message), fmt, ap);
     va_end(ap);

@@ -80,10 +80,10 @@ size_t cr_mp_read(const char *p, const char *end, cr_mp_item_t *it)
     const unsigned char *u = (const unsigned char *)p;
     size_t avail = (size_t)(end - p), hdr = 1, plen;
     unsigned c;
+    memset(it, 0, sizeof(*it));
     if (avail == 0)
         return 0;
     c = u[0];
-    memset(it, 0, sizeof(*it));
     if (c <= 0x7f) {
         it->type = MSGPACK_OBJECT_POSITIVE_INTEGER;
         it->u = c;
