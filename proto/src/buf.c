@@ -62,10 +62,24 @@ int cr_buf_appendf(cr_buf_t *b, const char *fmt, ...)
     va_end(ap);
     if (n < 0)
         return cr_error_set(CR_ERR, NULL, "bad format");
-    if ((rc = cr_buf_reserve(b, (size_t)n + 1)) != 0)
+    if ((rc = cr_buf_reserve(b, (size_t)n)) != 0)
         return rc;
+    if (n == 0)
+        return 0;
     va_start(ap, fmt);
-    vsnprintf(b->base + b->len, (size_t)n + 1, fmt, ap);
+    if (b->cap - b->len > (size_t)n) {
+        vsnprintf(b->base + b->len, (size_t)n + 1, fmt, ap);
+    } else {
+        /* No room for vsnprintf's NUL inside the limit: format aside, copy without it. */
+        char *tmp = malloc((size_t)n + 1);
+        if (tmp == NULL) {
+            va_end(ap);
+            return cr_error_set(CR_ENOMEM, NULL, "out of memory formatting %d bytes", n);
+        }
+        vsnprintf(tmp, (size_t)n + 1, fmt, ap);
+        memcpy(b->base + b->len, tmp, (size_t)n);
+        free(tmp);
+    }
     va_end(ap);
     b->len += (size_t)n;
     return 0;

@@ -56,8 +56,11 @@ void cr_error_clear(void)
 /* Appends s to out as the inside of a JSON string. */
 static size_t json_escape(char *out, size_t outlen, size_t pos, const char *s)
 {
-    for (; *s != '\0' && pos + 7 < outlen; ++s) {
+    for (; *s != '\0'; ++s) {
         unsigned char c = (unsigned char)*s;
+        size_t need = c == '"' || c == '\\' ? 2 : c < 0x20 ? 6 : 1;
+        if (pos + need + 4 > outlen) /* keep room for the closing "}} and the NUL; never split an escape */
+            break;
         if (c == '"' || c == '\\') {
             out[pos++] = '\\';
             out[pos++] = (char)c;

@@ -43,6 +43,7 @@ static void roundtrip_action(const cr_action_t *act)
     cr_buf_free(&out);
 }
 
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *p = (const char *)data;

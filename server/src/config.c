@@ -1,0 +1,15 @@
+/* server/src/config.c — corrald's configuration table: every key the host reads, with its default and help. */
+#include "config.h"
+
+const cr_config_entry_t host_config_table[] = {
+    {"relay.url", CR_CONF_STR, "", "URL of the relay this host reports to (https://relay.example.com); empty for none.", 0, 0},
+    {"relay.token", CR_CONF_STR, "",
+     "Host token (crt_...) the relay issued; a secret, so prefer the environment variable to this file.", 0, 0},
+    {"relay.ca_file", CR_CONF_STR, "", "PEM file of CA certificates to trust for the relay; empty for the system's.", 0, 0},
+    {"home", CR_CONF_STR, "~/.local/state/corral",
+     "Directory for corrald's own state: socket, config, keys and tokens; a leading ~ is your home directory.", 0, 0},
+    {"agent.claude_cmd", CR_CONF_STR, "claude", "Program that runs Claude Code, looked up on PATH unless it has a '/'.", 0, 0},
+    {"agent.codex_cmd", CR_CONF_STR, "codex", "Program that runs Codex, looked up on PATH unless it has a '/'.", 0, 0},
+    {"log.level", CR_CONF_STR, "info", "Least severe level logged: debug, info, warn or error.", 0, 0},
+    {.name = NULL},
+};
