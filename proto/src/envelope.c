@@ -36,8 +36,10 @@ const char *cr_kind_name(cr_kind_t kind)
 
 cr_kind_t cr_kind_parse(const char *s, size_t len)
 {
+    if (len == 0)
+        return CR_KIND_UNKNOWN;
     for (size_t i = 1; i < NUM_KINDS; ++i)
-        if (kind_names[i] != NULL && strlen(kind_names[i]) == len && memcmp(kind_names[i], s, len) == 0)
+        if (kind_names[i] != NULL && kind_names[i][0] == s[0] && strlen(kind_names[i]) == len && memcmp(kind_names[i], s, len) == 0)
             return (cr_kind_t)i;
     return CR_KIND_UNKNOWN;
 }
@@ -79,6 +81,7 @@ typedef struct st_field_t {
 } field_t;
 
 #define LIMIT(member) offsetof(cr_limits_t, member)
+#define END_FIELDS {NULL, F_ANY, 0, 0, NULL}
 
 static const char *const states[] = {"running", "waiting", "idle", "suspended", "done", "failed", NULL};
 static const char *const channels[] = {"email", "sms", NULL};
@@ -86,38 +89,38 @@ static const char *const file_statuses[] = {"added", "modified", "deleted", "ren
 
 static const field_t f_session_started[] = {{"name", F_STR, 1, 0, NULL}, {"agent", F_STR, 1, 0, NULL},
                                             {"branch", F_STR, 1, 0, NULL}, {"base", F_STR, 1, 0, NULL},
-                                            {"prompt", F_STR, 0, 0, NULL}, {NULL}};
-static const field_t f_session_state[] = {{"state", F_ENUM, 1, 0, states}, {"reason", F_STR, 0, 0, NULL}, {NULL}};
-static const field_t f_agent_message[] = {{"text", F_STR, 1, LIMIT(max_message_text), NULL}, {NULL}};
-static const field_t f_agent_tool[] = {{"tool", F_STR, 1, 0, NULL}, {"summary", F_STR, 1, 0, NULL}, {NULL}};
+                                            {"prompt", F_STR, 0, 0, NULL}, END_FIELDS};
+static const field_t f_session_state[] = {{"state", F_ENUM, 1, 0, states}, {"reason", F_STR, 0, 0, NULL}, END_FIELDS};
+static const field_t f_agent_message[] = {{"text", F_STR, 1, LIMIT(max_message_text), NULL}, END_FIELDS};
+static const field_t f_agent_tool[] = {{"tool", F_STR, 1, 0, NULL}, {"summary", F_STR, 1, 0, NULL}, END_FIELDS};
 static const field_t f_approval_request[] = {{"rid", F_ID, 1, 0, NULL}, {"tool", F_STR, 1, 0, NULL},
-                                             {"summary", F_STR, 1, 0, NULL}, {"input", F_ANY, 0, 0, NULL}, {NULL}};
+                                             {"summary", F_STR, 1, 0, NULL}, {"input", F_ANY, 0, 0, NULL}, END_FIELDS};
 static const field_t f_question[] = {{"rid", F_ID, 1, 0, NULL}, {"text", F_STR, 1, 0, NULL},
-                                     {"options", F_STRS, 0, 0, NULL}, {NULL}};
+                                     {"options", F_STRS, 0, 0, NULL}, END_FIELDS};
 static const field_t f_diff_ready[] = {{"base", F_STR, 1, 0, NULL},       {"head", F_STR, 1, 0, NULL},
                                        {"files", F_FILES, 1, 0, NULL},    {"add", F_UINT, 1, 0, NULL},
                                        {"del", F_UINT, 1, 0, NULL},       {"patch", F_STR, 1, LIMIT(max_patch), NULL},
-                                       {"truncated", F_BOOL, 1, 0, NULL}, {NULL}};
+                                       {"truncated", F_BOOL, 1, 0, NULL}, END_FIELDS};
 static const field_t f_action_applied[] = {{"aid", F_ID, 1, 0, NULL},
                                            {"ok", F_BOOL, 1, 0, NULL},
                                            {"detail", F_STR, 0, 0, NULL},
                                            {"commit", F_STR, 0, 0, NULL},
-                                           {NULL}};
+                                           END_FIELDS};
 static const field_t f_inbox_message[] = {{"channel", F_ENUM, 1, 0, channels},
                                           {"from", F_STR, 1, 0, NULL},
                                           {"subject", F_STR, 0, 0, NULL},
                                           {"otp", F_STR, 0, 0, NULL},
-                                          {NULL}};
+                                          END_FIELDS};
 static const field_t f_session_done[] = {{"summary", F_STR, 1, 0, NULL}, {"turns", F_UINT, 0, 0, NULL},
-                                         {"cost_usd", F_NUM, 0, 0, NULL}, {NULL}};
-static const field_t f_approve[] = {{"rid", F_ID, 0, 0, NULL}, {NULL}};
+                                         {"cost_usd", F_NUM, 0, 0, NULL}, END_FIELDS};
+static const field_t f_approve[] = {{"rid", F_ID, 0, 0, NULL}, END_FIELDS};
 static const field_t f_reject[] = {{"rid", F_ID, 0, 0, NULL}, {"reason", F_STR, 0, 0, NULL}, {"discard", F_BOOL, 0, 0, NULL},
-                                   {NULL}};
+                                   END_FIELDS};
 static const field_t f_reply[] = {{"rid", F_ID, 0, 0, NULL},           {"text", F_STR, 0, 0, NULL},
                                   {"transcript", F_STR, 0, 0, NULL},   {"audio", F_BIN, 0, LIMIT(max_audio), NULL},
-                                  {"mime", F_STR, 0, 0, NULL},         {NULL}};
-static const field_t f_task[] = {{"text", F_STR, 1, 0, NULL}, {NULL}};
-static const field_t f_none[] = {{NULL}};
+                                  {"mime", F_STR, 0, 0, NULL},         END_FIELDS};
+static const field_t f_task[] = {{"text", F_STR, 1, 0, NULL}, END_FIELDS};
+static const field_t f_none[] = {END_FIELDS};
 
 static const field_t *const schemas[] = {
     [CR_EV_SESSION_STARTED] = f_session_started,
@@ -245,7 +248,8 @@ static int validate_fields(const field_t *schema, const char *mp, size_t len, co
         p += cr_mp_read(p, end, &k);
         if (schema != NULL)
             for (fi = 0; schema[fi].name != NULL; ++fi)
-                if (cr_span_eq(k.bytes, schema[fi].name, strlen(schema[fi].name))) {
+                if (k.bytes.len != 0 && k.bytes.base[0] == schema[fi].name[0] &&
+                    cr_span_eq(k.bytes, schema[fi].name, strlen(schema[fi].name))) {
                     f = &schema[fi];
                     break;
                 }
