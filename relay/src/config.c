@@ -13,5 +13,9 @@ const cr_config_entry_t relay_config_table[] = {
      "Redis to use (redis://host:port/db or unix:///path); empty starts an embedded redis-server in data_dir.", 0, 0},
     {"data_dir", CR_CONF_STR, "./var/relay", "Directory for the relay's own state, such as the embedded Redis.", 0, 0},
     {"log.level", CR_CONF_STR, "info", "Least severe level logged: debug, info, warn or error.", 0, 0},
+    {"ratelimit.per_second", CR_CONF_INT, "100", "Requests per second each token may make on average (0: no limit).", 0, 1000000},
+    {"ratelimit.burst", CR_CONF_INT, "400", "Requests a token may make at once before the per-second rate applies.", 1, 10000000},
+    {"redis.server", CR_CONF_STR, "redis-server", "The redis-server program started when redis.url is empty.", 0, 0},
+    {"events.maxlen", CR_CONF_INT, "100000", "Events kept per team in its stream (approximate trimming).", 1000, 100000000},
     {.name = NULL},
 };

@@ -1,0 +1,38 @@
+/* live.h — live fan-out: the teams this relay holds live clients of, their cr:live:{T} subscriptions, and delivery of
+ * notices to WebSockets and host downlinks; closing the streams of a revoked token at once. */
+#ifndef RELAY_LIVE_H
+#define RELAY_LIVE_H
+
+#include "relay.h"
+
+/* Notices on cr:live:{T}, first byte = type:
+ *   'e' then a complete phone frame {k:"ev", id, host, e} in msgpack (written by the ingest script)
+ *   'a' then "<host id>" : a new action was queued for that host (written by the action script) */
+#define RELAY_NOTICE_EVENT 'e'
+#define RELAY_NOTICE_ACTION 'a'
+
+typedef struct st_relay_listener_t relay_listener_t;
+struct st_relay_listener_t {
+    h2o_linklist_t _link;
+    char team[65];
+    char token_hash[65];
+    /* a notice of the listener's team arrived; it may call relay_live_remove on l (and on no other listener) */
+    void (*on_notice)(relay_listener_t *l, const char *msg, size_t len);
+    /* the stream must end now: the token was revoked ("revoked") or the relay is shutting down ("shutdown");
+     * the listener must call relay_live_remove (now or later) */
+    void (*on_close)(relay_listener_t *l, const char *why);
+};
+
+/* Starts delivering the team's notices to l (subscribing to cr:live:{team} for the first listener). */
+void relay_live_add(relay_t *relay, relay_listener_t *l);
+
+/* Stops delivering (unsubscribing after the last listener). Safe to call twice. */
+void relay_live_remove(relay_t *relay, relay_listener_t *l);
+
+/* The Redis pub/sub entry point (main.c wires it); also handles cr:revoke. */
+void relay_live_on_message(relay_t *relay, const char *channel, size_t channel_len, const char *msg, size_t len);
+
+/* Number of listeners (for /metrics). */
+size_t relay_live_count(relay_t *relay);
+
+#endif
