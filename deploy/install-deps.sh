@@ -6,7 +6,7 @@ set -eu
 
 # Build tools and the libraries every component links.
 PKGS="build-essential cmake pkg-config git ca-certificates
-libuv1-dev libh2o-dev libssl-dev libcurl4-openssl-dev libgit2-dev
+libuv1-dev libh2o-dev libwslay-dev libssl-dev libcurl4-openssl-dev libgit2-dev
 libmsgpack-dev libsodium-dev libhiredis-dev redis-server
 libgmime-3.0-dev libpcre2-dev libqrencode-dev
 libpocketsphinx-dev pocketsphinx-en-us libopusfile-dev
