@@ -8,6 +8,7 @@ cd "$ROOT"
 ./deploy/install-deps.sh
 
 BUILD="${CORRAL_BUILD_DIR:-build}"
+mkdir -p "$(dirname "$BUILD")"
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$BUILD.cmake.log" 2>&1 || { cat "$BUILD.cmake.log"; exit 1; }
 cmake --build "$BUILD" -j "$(nproc 2>/dev/null || echo 2)" -- --no-print-directory -s
 

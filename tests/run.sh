@@ -7,6 +7,7 @@ cd "$(dirname "$0")/.."
 ./deploy/install-deps.sh
 
 BUILD="${CORRAL_TEST_BUILD_DIR:-build/asan}"
+mkdir -p "$(dirname "$BUILD")"
 JOBS="$(nproc 2>/dev/null || echo 2)"
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Debug -DCORRAL_SANITIZE=ON -DCORRAL_WERROR=ON >"$BUILD.cmake.log" 2>&1 ||
     { cat "$BUILD.cmake.log"; exit 1; }
