@@ -11,7 +11,8 @@ mkdir -p "$(dirname "$BUILD")"
 JOBS="$(nproc 2>/dev/null || echo 2)"
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=Debug -DCORRAL_SANITIZE=ON -DCORRAL_WERROR=ON >"$BUILD.cmake.log" 2>&1 ||
     { cat "$BUILD.cmake.log"; exit 1; }
-cmake --build "$BUILD" -j "$JOBS" -- --no-print-directory -s
+echo "run.sh: building with ASan+UBSan into $BUILD (log: $BUILD.build.log)"
+cmake --build "$BUILD" -j "$JOBS" >"$BUILD.build.log" 2>&1 || { grep -E -B2 -A12 "error|warning" "$BUILD.build.log" | head -150; exit 1; }
 
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1}"
 export UBSAN_OPTIONS="${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}"
