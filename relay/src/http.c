@@ -101,12 +101,15 @@ static void send_bytes(relay_req_t *rr, int status, const char *ctype, const cha
 void relay_respond(relay_req_t *rr, int status, const char *mp, size_t len)
 {
     cr_buf_t json;
+    cr_limits_t lim = rr->relay->limits;
     if (rr->req == NULL || rr->want_msgpack) {
         send_bytes(rr, status, "application/msgpack", mp, len, NULL);
         return;
     }
+    /* our own answers wrap whole envelopes ({"events": [{"e": envelope}]}): allow for the levels above them */
+    lim.max_depth += 4;
     cr_buf_init(&json, 64 << 20);
-    if (cr_json_from_msgpack(&json, mp, len, &rr->relay->limits) != 0) {
+    if (cr_json_from_msgpack(&json, mp, len, &lim) != 0) {
         cr_log(CR_LOG_ERROR, "cannot render a response as JSON: %s", cr_error_last()->message);
         cr_buf_free(&json);
         relay_respond_error(rr, 500, "internal", NULL, "the response could not be rendered as JSON");
@@ -296,7 +299,10 @@ static int read_body(relay_req_t *rr)
     if (req->entity.base == NULL || req->entity.len == 0)
         return 0;
     if (header_has(req, H2O_TOKEN_CONTENT_TYPE, "application/json")) {
-        if (cr_json_to_msgpack(&rr->body, req->entity.base, req->entity.len, &rr->relay->limits) != 0) {
+        /* a body may wrap envelopes (a batch is an array of them): the decoders check each envelope's own depth */
+        cr_limits_t lim = rr->relay->limits;
+        lim.max_depth += 4;
+        if (cr_json_to_msgpack(&rr->body, req->entity.base, req->entity.len, &lim) != 0) {
             relay_respond_cr_error(rr);
             return -1;
         }

@@ -1,0 +1,70 @@
+-- sessions.lua: the phone's read views of sessions, each one call (sessions.c). ARGV[1] picks the view.
+--
+-- list:   KEYS[1] cr:{T}:sessions
+--         ARGV 'list', summary key prefix 'cr:{T}:s:', max sessions
+--   -> {sid, host, name, idn, state, last_seq, needs_k, needs_seq, needs_rid, updated, sid, ...} newest first;
+--      absent fields are nil. The summary keys are made here; they share the {T} hash tag (and slot) of KEYS[1].
+--
+-- events: KEYS[1] cr:{T}:s:<sid>, KEYS[2] cr:{T}:sx:<sid> (the session's index, see ingest.lua), KEYS[3] cr:{T}:ev
+--         ARGV 'events', sid, after (canonical stream id, or '' for the start), limit, byte budget
+--   -> {'nosession'}                      the team has no such session
+--   -> {'ok', id1, host1, e1, id2, ...}   the session's events after `after` in stream order, at most limit, and no
+--                                         more once their envelopes reach the byte budget (at least one)
+-- Reading through the index costs O(log n + limit), whatever the size of the team's stream. Index entries older
+-- than the team stream's first entry (trimmed events) are skipped by starting there.
+
+-- Compares two canonical stream ids (decimal without leading zeros): -1, 0 or 1.
+local function cmp(a, b)
+  local am, as = string.match(a, '^(%d+)-(%d+)$')
+  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
+  local function num(x, y)
+    if #x ~= #y then return #x < #y and -1 or 1 end
+    if x ~= y then return x < y and -1 or 1 end
+    return 0
+  end
+  local c = num(am, bm)
+  if c ~= 0 then return c end
+  return num(as, bs)
+end
+
+if ARGV[1] == 'list' then
+  local sids = redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
+  local out = {}
+  for _, sid in ipairs(sids) do
+    local h = redis.call('HMGET', ARGV[2] .. sid, 'host', 'name', 'idn', 'state', 'last_seq', 'needs_k', 'needs_seq',
+                         'needs_rid', 'updated')
+    out[#out + 1] = sid
+    for j = 1, 9 do out[#out + 1] = h[j] end
+  end
+  return out
+end
+
+if ARGV[1] == 'events' then
+  local sid, after, limit, budget = ARGV[2], ARGV[3], tonumber(ARGV[4]), tonumber(ARGV[5])
+  if redis.call('EXISTS', KEYS[1]) == 0 then return {'nosession'} end
+  local head = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)
+  if #head == 0 or after == '18446744073709551615-18446744073709551615' then return {'ok'} end -- nothing can follow
+  local start = '(' .. after
+  if after == '' or cmp(after, head[1][1]) < 0 then start = head[1][1] end
+  local out, bytes = {'ok'}, 0
+  local ids = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', limit)
+  for _, it in ipairs(ids) do
+    local got = redis.call('XRANGE', KEYS[3], it[1], it[1])
+    if #got == 1 then
+      local f, h, s, e = got[1][2], nil, nil, nil
+      for j = 1, #f, 2 do
+        if f[j] == 'host' then h = f[j + 1] elseif f[j] == 'sid' then s = f[j + 1] elseif f[j] == 'e' then e = f[j + 1] end
+      end
+      if s == sid and h ~= nil and e ~= nil then
+        out[#out + 1] = it[1]
+        out[#out + 1] = h
+        out[#out + 1] = e
+        bytes = bytes + #e
+        if bytes >= budget then break end
+      end
+    end
+  end
+  return out
+end
+
+return redis.error_reply('sessions.lua: unknown view ' .. tostring(ARGV[1]))
