@@ -1108,6 +1108,43 @@ static void test_redis_crash(void)
 }
 
 /* The principal id of the one host token of team acme, from Redis (cr:tok:<sha256> hashes). */
+/* After SCRIPT FLUSH (a Redis restart without reconnecting, or an operator) the next batch still goes through:
+ * EVALSHA answers NOSCRIPT and the relay sends the script whole. */
+static void test_noscript(void)
+{
+    char *j[1];
+    cr_buf_t b, envs[1];
+    long st;
+    char *res;
+    redisReply *r;
+    long long before = counter("corral_redis_noscript_total"), len0 = xlen();
+
+    r = redisCommand(rc, "SCRIPT FLUSH");
+    ok(r != NULL && r->type == REDIS_REPLY_STATUS);
+    if (r != NULL)
+        freeReplyObject(r);
+    j[0] = env_json("agent.message", "NS1", 1, NULL, "{\"text\":\"after a script flush\"}");
+    make_batch(&b, 1, j, envs);
+    res = post_batch(&b, tok_host, 0, &st);
+    okf(st == 200, "status %ld: %s", st, res);
+    ok_str(res, "{\"acked\":{\"NS1\":1}}");
+    ok(xlen() == len0 + 1);
+    ok(counter("corral_redis_noscript_total") == before + 1);
+    /* and the script is cached again: the next batch needs no second EVAL */
+    free(res);
+    cr_buf_free(&b);
+    cr_buf_free(&envs[0]);
+    free_jsons(j, 1);
+    j[0] = env_json("agent.message", "NS1", 2, NULL, "{\"text\":\"again\"}");
+    make_batch(&b, 1, j, envs);
+    res = post_batch(&b, tok_host, 0, &st);
+    ok(st == 200 && counter("corral_redis_noscript_total") == before + 1);
+    free(res);
+    cr_buf_free(&b);
+    cr_buf_free(&envs[0]);
+    free_jsons(j, 1);
+}
+
 static void host_token_id(char *out, size_t outlen)
 {
     redisReply *keys = redisCommand(rc, "KEYS cr:tok:*");
@@ -1158,6 +1195,7 @@ int main(void)
     subtest("stored events are published on cr:live:{T}, duplicates are not", test_live_notice);
     subtest("an envelope nested to the limit goes through JSON both ways", test_deep_envelope);
     subtest("a trimmed team stream: pages start at the oldest event kept", test_trimmed);
+    subtest("NOSCRIPT after SCRIPT FLUSH: the script is sent again and the batch stored", test_noscript);
     subtest("Redis killed mid-way: 503, then the resend is stored exactly once", test_redis_crash);
 
     if (rc != NULL)
