@@ -2,6 +2,7 @@
 #include "corral/buf.h"
 #include "corral/error.h"
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -46,6 +47,8 @@ int cr_buf_append(cr_buf_t *b, const void *p, size_t n)
     int rc;
     if (n == 0)
         return 0;
+    if (n > PTRDIFF_MAX) /* never true after reserve; said here so that the optimiser knows it too */
+        return cr_error_set(CR_ETOOLARGE, NULL, "%zu bytes cannot be appended", n);
     if ((rc = cr_buf_reserve(b, n)) != 0)
         return rc;
     memcpy(b->base + b->len, p, n);

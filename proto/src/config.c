@@ -615,3 +615,56 @@ void cr_config_print_example(FILE *fp, const cr_config_entry_t *table, const cha
             cr_config__print_section(fp, table, count, sec);
     }
 }
+
+int cr_config_main(cr_config_t *conf, const cr_config_entry_t *table, const char *program, const char *component, int argc,
+                   char **argv, void (*usage)(FILE *fp), int *rest)
+{
+    const char *path = NULL;
+    cr_log_level_t level;
+    int i;
+    for (i = 1; i < argc; ++i) {
+        const char *a = argv[i];
+        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
+            usage(stdout);
+            cr_config_print_help(stdout, table);
+            return 0;
+        } else if (strcmp(a, "--version") == 0) {
+#ifdef CORRAL_VERSION
+            printf("%s %s\n", program, CORRAL_VERSION);
+#else
+            printf("%s\n", program);
+#endif
+            return 0;
+        } else if (strcmp(a, "--print-config-example") == 0) {
+            char title[256];
+            snprintf(title, sizeof(title), "%s example configuration (printed by %s --print-config-example)", program, program);
+            cr_config_print_example(stdout, table, title);
+            return 0;
+        } else if (strcmp(a, "--config") == 0) {
+            if (i + 1 >= argc) {
+                fprintf(stderr, "%s: --config needs a file name\n", program);
+                return 2;
+            }
+            path = argv[++i];
+        } else if (strncmp(a, "--config=", 9) == 0) {
+            path = a + 9;
+        } else if (a[0] == '-') {
+            fprintf(stderr, "%s: unknown option '%s' (see %s --help)\n", program, a, program);
+            return 2;
+        } else {
+            break;
+        }
+    }
+    *rest = i;
+    if (cr_config_load(conf, table, path) != 0) {
+        fprintf(stderr, "%s: %s\n", program, cr_error_last()->message);
+        return 2;
+    }
+    if (cr_log_level_parse(cr_config_str(conf, "log.level"), &level) != 0) {
+        fprintf(stderr, "%s: log.level: %s\n", program, cr_error_last()->message);
+        cr_config_free(conf);
+        return 2;
+    }
+    cr_log_init(component, level);
+    return -1;
+}

@@ -37,7 +37,6 @@ static void usage(FILE *fp)
                 "  --help                    print this help\n"
                 "  --version                 print the version\n"
                 "\n");
-    cr_config_print_help(fp, relay_config_table);
 }
 
 /* ---- admin --------------------------------------------------------------------------------------------------- */
@@ -199,66 +198,22 @@ static int serve(cr_config_t *conf)
 
 int main(int argc, char **argv)
 {
-    const char *config_path = NULL;
-    int help = 0, version = 0, example = 0, first_arg = argc, rc;
-    cr_log_level_t level;
     cr_config_t conf;
-
-    for (int i = 1; i < argc; ++i) {
-        const char *a = argv[i];
-        if (strcmp(a, "--help") == 0 || strcmp(a, "-h") == 0) {
-            help = 1;
-        } else if (strcmp(a, "--version") == 0) {
-            version = 1;
-        } else if (strcmp(a, "--print-config-example") == 0) {
-            example = 1;
-        } else if (strcmp(a, "--config") == 0) {
-            if (i + 1 >= argc) {
-                fprintf(stderr, PROGRAM ": --config needs a file name\n");
-                return 2;
-            }
-            config_path = argv[++i];
-        } else if (strncmp(a, "--config=", 9) == 0) {
-            config_path = a + 9;
-        } else if (strcmp(a, "admin") == 0) {
-            first_arg = i + 1;
-            break;
-        } else {
-            fprintf(stderr, PROGRAM ": unknown argument '%s' (see " PROGRAM " --help)\n", a);
-            return 2;
-        }
-    }
-    if (help) {
-        usage(stdout);
-        return 0;
-    }
-    if (version) {
-        printf(PROGRAM " %s\n", CORRAL_VERSION);
-        return 0;
-    }
-    if (example) {
-        cr_config_print_example(stdout, relay_config_table,
-                                PROGRAM " example configuration (printed by " PROGRAM " --print-config-example)");
-        return 0;
-    }
+    int rest, rc;
     if (sodium_init() < 0) {
         fprintf(stderr, PROGRAM ": libsodium failed to initialise\n");
         return 1;
     }
-    if (cr_config_load(&conf, relay_config_table, config_path) != 0) {
-        fprintf(stderr, PROGRAM ": %s\n", cr_error_last()->message);
-        return 2;
-    }
-    if (cr_log_level_parse(cr_config_str(&conf, "log.level"), &level) != 0) {
-        fprintf(stderr, PROGRAM ": log.level: %s\n", cr_error_last()->message);
-        cr_config_free(&conf);
-        return 2;
-    }
-    cr_log_init("relay", level);
-    if (first_arg < argc || (first_arg == argc && argc > 1 && strcmp(argv[argc - 1], "admin") == 0))
-        rc = admin_main(&conf, argc - first_arg, argv + first_arg);
-    else
+    if ((rc = cr_config_main(&conf, relay_config_table, PROGRAM, "relay", argc, argv, usage, &rest)) >= 0)
+        return rc;
+    if (rest < argc && strcmp(argv[rest], "admin") == 0) {
+        rc = admin_main(&conf, argc - rest - 1, argv + rest + 1);
+    } else if (rest < argc) {
+        fprintf(stderr, PROGRAM ": unknown argument '%s' (see " PROGRAM " --help)\n", argv[rest]);
+        rc = 2;
+    } else {
         rc = serve(&conf);
+    }
     cr_config_free(&conf);
     return rc;
 }

@@ -58,4 +58,13 @@ void cr_config_print_help(FILE *fp, const cr_config_entry_t *table);
 /* Prints a commented example INI file with every key at its default, grouped by section. */
 void cr_config_print_example(FILE *fp, const cr_config_entry_t *table, const char *title);
 
+/* The start of every binary's main: handles the shared flags (--help, --version, --print-config-example, --config
+ * FILE or --config=FILE), then loads the config and starts logging as `component` at log.level. Stops at the first
+ * argument that is not one of these flags and stores its index in *rest (argc when none), so a program can take
+ * subcommands. `usage` prints the program's own help text (the config keys are printed after it). Returns -1 when
+ * the program should go on with *conf loaded (the caller frees it), else the exit status to return now: 0 after
+ * --help, --version or --print-config-example, 2 for a bad flag or config (with a message on stderr). */
+int cr_config_main(cr_config_t *conf, const cr_config_entry_t *table, const char *program, const char *component, int argc,
+                   char **argv, void (*usage)(FILE *fp), int *rest);
+
 #endif
