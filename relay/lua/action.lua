@@ -1,8 +1,9 @@
 -- action.lua: actions from phones to hosts, each step one atomic call (actions.c). ARGV[1] picks the step.
 --
 -- submit: KEYS[1] cr:{T}:aid:<aid>, KEYS[2] cr:{T}:s:<sid>
---         ARGV 'submit', key prefix 'cr:{T}:', aid, sid, envelope (by stamped), live channel 'cr:live:{T}', max queued
---   -> {'dup', stream id}          the aid was seen in the last 7 days: nothing queued
+--         ARGV 'submit', key prefix 'cr:{T}:', aid, sid, envelope (by stamped), live channel 'cr:live:{T}', max queued,
+--              seconds the aid is remembered
+--   -> {'dup', stream id}          the aid was seen before (within the TTL): nothing queued
 --   -> {'nosession'}               the team has no such session
 --   -> {'full', host}              the host already has max queued actions waiting
 --   -> {'queued', stream id, host} appended to cr:{T}:act:<host>, idempotency key set, relays notified
@@ -35,7 +36,7 @@ if ARGV[1] == 'submit' then
   local key = ARGV[2] .. 'act:' .. host
   if redis.call('XLEN', key) >= tonumber(ARGV[7]) then return {'full', host} end
   local id = redis.call('XADD', key, '*', 'sid', ARGV[4], 'aid', ARGV[3], 'a', ARGV[5])
-  redis.call('SET', KEYS[1], id, 'EX', 604800)
+  redis.call('SET', KEYS[1], id, 'EX', tonumber(ARGV[8]))
   redis.call('PUBLISH', ARGV[6], 'a' .. host)
   return {'queued', id, host}
 end

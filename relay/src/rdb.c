@@ -35,6 +35,7 @@ static void set_ready(relay_rdb_t *rdb, int ready)
     rdb->ready = ready;
     if (ready) {
         cr_log(CR_LOG_INFO, "redis: ready");
+        uv_timer_stop(&rdb->retry_timer);
         rdb->backoff_ms = 0;
     } else if (!rdb->closing) {
         cr_log(CR_LOG_WARN, "redis: unavailable; writes answer 503 until it is back");
@@ -174,7 +175,14 @@ int relay_rdb_script(relay_rdb_t *rdb, relay_script_t *script, relay_rdb_cb cb, 
 
 static void on_retry_timer(uv_timer_t *t)
 {
-    connect_all(t->data);
+    relay_rdb_t *rdb = t->data;
+    /* hiredis 0.14's libuv adapter ignores poll errors, so a refused or lost connect never calls on_connect: a
+     * connection still not up when the timer fires is given up and made again */
+    if (rdb->cmd != NULL && !rdb->cmd_up)
+        drop_conn(rdb, &rdb->cmd);
+    if (rdb->sub != NULL && !rdb->sub_up)
+        drop_conn(rdb, &rdb->sub);
+    connect_all(rdb);
 }
 
 static void schedule_retry(relay_rdb_t *rdb)
@@ -326,8 +334,8 @@ static void connect_all(relay_rdb_t *rdb)
     if (rdb->cmd == NULL || rdb->sub == NULL) {
         drop_conn(rdb, &rdb->cmd);
         drop_conn(rdb, &rdb->sub);
-        schedule_retry(rdb);
     }
+    schedule_retry(rdb); /* also the connect timeout: stopped once both connections are up */
 }
 
 void relay_rdb_start(relay_rdb_t *rdb)
