@@ -767,17 +767,7 @@ static void on_ack(relay_req_t *rr)
 
 void relay_actions_register(relay_t *relay)
 {
-    /* The downlink's ping interval. It should become the config key downlink.ping_ms (its environment variable would
-     * be this same name, CORRAL_DOWNLINK_PING_MS); until the relay's config table has it, the variable alone sets it
-     * (tests use a short interval). */
-    const char *env = getenv("CORRAL_DOWNLINK_PING_MS");
-    if (env != NULL) {
-        uint64_t v;
-        if (parse_u64(env, strlen(env), &v) == 0 && v >= 10 && v <= 3600000)
-            ping_ms = v;
-        else
-            cr_log(CR_LOG_WARN, "CORRAL_DOWNLINK_PING_MS must be 10 to 3600000 ms; keeping %" PRIu64, ping_ms);
-    }
+    ping_ms = (uint64_t)cr_config_int(relay->conf, "downlink.ping_ms");
     action_script.src = relay_lua_action;
     action_script.len = relay_lua_action_len;
     relay_rdb_add_script(&relay->rdb, &action_script);

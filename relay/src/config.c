@@ -16,6 +16,7 @@ const cr_config_entry_t relay_config_table[] = {
     {"ratelimit.per_second", CR_CONF_INT, "100", "Requests per second each token may make on average (0: no limit).", 0, 1000000},
     {"ratelimit.burst", CR_CONF_INT, "400", "Requests a token may make at once before the per-second rate applies.", 1, 10000000},
     {"redis.server", CR_CONF_STR, "redis-server", "The redis-server program started when redis.url is empty.", 0, 0},
+    {"downlink.ping_ms", CR_CONF_MS, "20s", "How often an idle host downlink gets a ping frame.", 10, 3600000},
     {"events.maxlen", CR_CONF_INT, "100000", "Events kept per team in its stream (approximate trimming).", 1000, 100000000},
     {.name = NULL},
 };
