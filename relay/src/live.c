@@ -10,6 +10,7 @@ typedef struct st_relay_live_t {
         char team[65];
         h2o_linklist_t listeners;
         size_t count;
+        int subscribed; /* Redis confirmed cr:live:{team} */
     } *teams;
     size_t nteams, cap;
     size_t total;
@@ -62,12 +63,19 @@ void relay_live_add(relay_t *relay, relay_listener_t *l)
         snprintf(t->team, sizeof(t->team), "%s", l->team);
         h2o_linklist_init_anchor(&t->listeners);
         t->count = 0;
+        t->subscribed = 0;
         channel_of(ch, sizeof(ch), l->team);
         relay_rdb_subscribe(&relay->rdb, ch);
     }
     h2o_linklist_insert(&t->listeners, &l->_link);
     ++t->count;
     ++lv->total;
+    l->_ready = 0;
+    if (t->subscribed) {
+        l->_ready = 1;
+        if (l->on_ready != NULL)
+            l->on_ready(l);
+    }
 }
 
 void relay_live_remove(relay_t *relay, relay_listener_t *l)
@@ -89,6 +97,7 @@ void relay_live_remove(relay_t *relay, relay_listener_t *l)
         struct st_team_t *src = &lv->teams[last];
         memcpy(t->team, src->team, sizeof(t->team));
         t->count = src->count;
+        t->subscribed = src->subscribed;
         if (h2o_linklist_is_empty(&src->listeners)) {
             h2o_linklist_init_anchor(&t->listeners);
         } else {
@@ -158,7 +167,46 @@ void relay_live_on_message(relay_t *relay, const char *channel, size_t channel_l
     }
 }
 
+void relay_live_on_subscribed(relay_t *relay, const char *channel, size_t channel_len)
+{
+    live_t *lv = get(relay);
+    char team[65];
+    struct st_team_t *t;
+    size_t tl, n = 0;
+    relay_listener_t **ready;
+    if (channel_len < 11 || memcmp(channel, "cr:live:{", 9) != 0 || channel[channel_len - 1] != '}' ||
+        (tl = channel_len - 10) >= sizeof(team))
+        return;
+    memcpy(team, channel + 9, tl);
+    team[tl] = '\0';
+    if ((t = find_team(lv, team)) == NULL)
+        return;
+    t->subscribed = 1;
+    /* collected first: on_ready may remove listeners */
+    ready = malloc((t->count + 1) * sizeof(*ready));
+    CR_ASSERT(ready != NULL);
+    for (h2o_linklist_t *node = t->listeners.next; node != &t->listeners; node = node->next) {
+        relay_listener_t *l = H2O_STRUCT_FROM_MEMBER(relay_listener_t, _link, node);
+        if (!l->_ready) {
+            l->_ready = 1;
+            ready[n++] = l;
+        }
+    }
+    for (size_t i = 0; i < n; ++i)
+        if (ready[i]->on_ready != NULL)
+            ready[i]->on_ready(ready[i]);
+    free(ready);
+}
+
+void relay_live_close_all(relay_t *relay, const char *why)
+{
+    live_t *lv = get(relay);
+    for (size_t i = 0; i < lv->nteams; ++i)
+        lv->teams[i].subscribed = 0;
+    close_matching(relay, NULL, why);
+}
+
 void relay_live_shutdown(relay_t *relay)
 {
-    close_matching(relay, NULL, "shutdown");
+    relay_live_close_all(relay, "shutdown");
 }

@@ -18,9 +18,13 @@ struct st_relay_listener_t {
     char token_hash[65];
     /* a notice of the listener's team arrived; it may call relay_live_remove on l (and on no other listener) */
     void (*on_notice)(relay_listener_t *l, const char *msg, size_t len);
-    /* the stream must end now: the token was revoked ("revoked") or the relay is shutting down ("shutdown");
-     * the listener must call relay_live_remove (now or later) */
+    /* the stream must end now: the token was revoked ("revoked"), the relay is shutting down ("shutdown") or Redis
+     * went away ("unavailable": notices may have been missed); the listener must call relay_live_remove (now or later) */
     void (*on_close)(relay_listener_t *l, const char *why);
+    /* optional: Redis has confirmed the team's subscription, so every notice published from now on reaches l; called
+     * once, from relay_live_add when it already was. Read what was published before (the replay) only from here. */
+    void (*on_ready)(relay_listener_t *l);
+    uint8_t _ready;
 };
 
 /* Starts delivering the team's notices to l (subscribing to cr:live:{team} for the first listener). */
@@ -31,6 +35,12 @@ void relay_live_remove(relay_t *relay, relay_listener_t *l);
 
 /* The Redis pub/sub entry point (main.c wires it); also handles cr:revoke. */
 void relay_live_on_message(relay_t *relay, const char *channel, size_t channel_len, const char *msg, size_t len);
+
+/* Redis confirmed the subscription to channel (main.c wires it): the team's listeners are ready. */
+void relay_live_on_subscribed(relay_t *relay, const char *channel, size_t channel_len);
+
+/* Ends every live stream with on_close(why): at shutdown ("shutdown") and when Redis goes away ("unavailable"). */
+void relay_live_close_all(relay_t *relay, const char *why);
 
 /* Number of listeners (for /metrics). */
 size_t relay_live_count(relay_t *relay);

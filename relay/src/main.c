@@ -134,7 +134,17 @@ static int admin_main(cr_config_t *conf, int argc, char **argv)
 
 static void on_rdb_state(relay_rdb_t *rdb, int ready, void *data)
 {
-    (void)rdb, (void)ready, (void)data;
+    /* notices published while a connection was down are lost: end the live streams; their clients reconnect with
+     * after= and read what they missed from the streams in Redis */
+    if (!ready)
+        relay_live_close_all(data, "unavailable");
+    (void)rdb;
+}
+
+static void on_rdb_subscribed(relay_rdb_t *rdb, const char *channel, size_t channel_len, void *data)
+{
+    relay_live_on_subscribed(data, channel, channel_len);
+    (void)rdb;
 }
 
 static void on_rdb_message(relay_rdb_t *rdb, const char *channel, size_t channel_len, const char *msg, size_t len, void *data)
@@ -177,6 +187,7 @@ static int serve(cr_config_t *conf)
         relay_embedded_stop(&emb);
         return 1;
     }
+    relay.rdb.on_subscribed = on_rdb_subscribed;
     relay_register_all(&relay);
     relay_rdb_subscribe(&relay.rdb, "cr:revoke");
     relay_rdb_start(&relay.rdb);

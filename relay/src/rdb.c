@@ -260,10 +260,13 @@ static void on_sub_message(redisAsyncContext *ac, void *r, void *privdata)
     redisReply *reply = r;
     if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements < 3)
         return;
-    if (reply->element[0]->type == REDIS_REPLY_STRING && strcmp(reply->element[0]->str, "message") == 0 &&
-        rdb->on_message != NULL)
+    if (reply->element[0]->type != REDIS_REPLY_STRING || reply->element[1]->type != REDIS_REPLY_STRING)
+        return;
+    if (strcmp(reply->element[0]->str, "message") == 0 && rdb->on_message != NULL)
         rdb->on_message(rdb, reply->element[1]->str, reply->element[1]->len, reply->element[2]->str, reply->element[2]->len,
                         rdb->cb_data);
+    else if (strcmp(reply->element[0]->str, "subscribe") == 0 && rdb->on_subscribed != NULL)
+        rdb->on_subscribed(rdb, reply->element[1]->str, reply->element[1]->len, rdb->cb_data);
 }
 
 static void send_setup(relay_rdb_t *rdb, redisAsyncContext *ac)

@@ -21,6 +21,10 @@ typedef void (*relay_rdb_state_cb)(relay_rdb_t *rdb, int ready, void *data);
 typedef void (*relay_rdb_message_cb)(relay_rdb_t *rdb, const char *channel, size_t channel_len, const char *msg, size_t len,
                                      void *data);
 
+/* Called when Redis confirms a subscription (after relay_rdb_subscribe, and again after each reconnection): from then
+ * on every message published on the channel is delivered. */
+typedef void (*relay_rdb_subscribed_cb)(relay_rdb_t *rdb, const char *channel, size_t channel_len, void *data);
+
 /* A Lua script, loaded once per connection and called by its SHA-1. */
 typedef struct st_relay_script_t {
     const char *name;
@@ -54,6 +58,7 @@ struct st_relay_rdb_t {
     /* callbacks */
     relay_rdb_state_cb on_state;
     relay_rdb_message_cb on_message;
+    relay_rdb_subscribed_cb on_subscribed; /* optional; set after relay_rdb_init */
     void *cb_data;
     /* figures for /metrics */
     uint64_t n_commands, n_failed, n_reconnects, n_noscript;
