@@ -582,7 +582,7 @@ static void test_frames(void)
     ok_str(error_code(f.base, f.len, code, sizeof(code)), "bad_request");
     ok(cr_test_ws_send(&ws, CR_WS_TEXT, "{\"k\":", 5) == 0);
     f.len = 0;
-    ok(cr_test_ws_recv(&ws, &f, &op, WAIT_MS) == 0 && op == CR_WS_TEXT && strstr(f.base, "bad_json") != NULL);
+    ok(cr_test_ws_recv(&ws, &f, &op, WAIT_MS) == 0 && op == CR_WS_TEXT && memmem(f.base, f.len, "bad_json", 8) != NULL);
     ok(cr_test_ws_send(&ws, CR_WS_BINARY, "\x81\xa1k\xa4ping", 8) == 0);
     ok(next(&ws, &f, WAIT_MS) == 0 && strcmp(k_of(&f, k, sizeof(k)), "pong") == 0);
 
