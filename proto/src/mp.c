@@ -371,3 +371,75 @@ int cr_mp_map_get(const char *mp, size_t len, const char *key, cr_span_t *out)
     }
     return CR_ENOTFOUND;
 }
+
+/* ---- writers ------------------------------------------------------------------------------------------------- */
+
+/* Appends a header: a fix form when n fits `fixmax` (OR-ed into `fix`), else the 8/16/32-bit form (codes c8, c16, c32;
+ * c8 0 means there is none). */
+static int put_header(cr_buf_t *b, uint64_t n, unsigned fix, uint64_t fixmax, unsigned c8, unsigned c16, unsigned c32)
+{
+    unsigned char h[5];
+    size_t hn;
+    if (n <= fixmax)
+        h[0] = (unsigned char)(fix | n), hn = 1;
+    else if (c8 != 0 && n <= 0xff)
+        h[0] = (unsigned char)c8, h[1] = (unsigned char)n, hn = 2;
+    else if (n <= 0xffff)
+        h[0] = (unsigned char)c16, h[1] = (unsigned char)(n >> 8), h[2] = (unsigned char)n, hn = 3;
+    else
+        h[0] = (unsigned char)c32, h[1] = (unsigned char)(n >> 24), h[2] = (unsigned char)(n >> 16), h[3] = (unsigned char)(n >> 8),
+        h[4] = (unsigned char)n, hn = 5;
+    return cr_buf_append(b, h, hn);
+}
+
+int cr_mpw_map(cr_buf_t *b, uint32_t n)
+{
+    return put_header(b, n, 0x80, 15, 0, 0xde, 0xdf);
+}
+
+int cr_mpw_array(cr_buf_t *b, uint32_t n)
+{
+    return put_header(b, n, 0x90, 15, 0, 0xdc, 0xdd);
+}
+
+int cr_mpw_str(cr_buf_t *b, const char *s, size_t n)
+{
+    int rc;
+    if (n > UINT32_MAX)
+        return cr_error_set(CR_ETOOLARGE, NULL, "a string of %zu bytes cannot be written", n);
+    if ((rc = put_header(b, n, 0xa0, 31, 0xd9, 0xda, 0xdb)) != 0)
+        return rc;
+    return cr_buf_append(b, s, n);
+}
+
+int cr_mpw_uint(cr_buf_t *b, uint64_t v)
+{
+    unsigned char h[9];
+    size_t hn;
+    if (v < 128)
+        h[0] = (unsigned char)v, hn = 1;
+    else if (v <= 0xff)
+        h[0] = 0xcc, h[1] = (unsigned char)v, hn = 2;
+    else if (v <= 0xffff)
+        h[0] = 0xcd, h[1] = (unsigned char)(v >> 8), h[2] = (unsigned char)v, hn = 3;
+    else if (v <= 0xffffffffu)
+        h[0] = 0xce, h[1] = (unsigned char)(v >> 24), h[2] = (unsigned char)(v >> 16), h[3] = (unsigned char)(v >> 8),
+        h[4] = (unsigned char)v, hn = 5;
+    else {
+        h[0] = 0xcf;
+        for (int i = 0; i < 8; ++i)
+            h[1 + i] = (unsigned char)(v >> (56 - 8 * i));
+        hn = 9;
+    }
+    return cr_buf_append(b, h, hn);
+}
+
+int cr_mpw_bool(cr_buf_t *b, int v)
+{
+    return cr_buf_append(b, v ? "\xc3" : "\xc2", 1);
+}
+
+int cr_mpw_nil(cr_buf_t *b)
+{
+    return cr_buf_append(b, "\xc0", 1);
+}

@@ -1,6 +1,7 @@
 /* actions.c — actions from phones to hosts: POST /v1/actions (accepted once by aid, queued on the session's host's
  * stream), the host's never-ending downlink GET /v1/host/actions, and POST /v1/host/actions/ack. */
 #include "actions.h"
+#include "streamid.h"
 #include "corral/envelope.h"
 #include "corral/error.h"
 #include "corral/log.h"
@@ -21,28 +22,11 @@ static relay_script_t action_script = {.name = "action"};
 #define DOWNLINK_BATCH_N 100         /* XRANGE COUNT per read, at most (fewer when the actions are large) */
 #define DOWNLINK_PENDING_MAX (1u << 20) /* stop reading Redis while more than this waits for the client */
 #define PING_FRAME "\x81\xa1k\xa4" "ping" /* {k:"ping"} */
-#define STREAM_ID_MAX 48             /* "18446744073709551615-18446744073709551615" + NUL */
 
 static uint64_t ping_ms = 20000;
 
 /* ---- small msgpack writers ------------------------------------------------------------------------------------ */
 
-/* Appends a msgpack str (our own short texts and ids, or a decoder's message). */
-static void mp_str(cr_buf_t *b, const char *s, size_t n)
-{
-    unsigned char h[5];
-    size_t hn;
-    if (n < 32)
-        h[0] = (unsigned char)(0xa0 | n), hn = 1;
-    else if (n < 256)
-        h[0] = 0xd9, h[1] = (unsigned char)n, hn = 2;
-    else
-        h[0] = 0xda, h[1] = (unsigned char)(n >> 8), h[2] = (unsigned char)n, hn = 3;
-    cr_buf_append(b, h, hn);
-    cr_buf_append(b, s, n);
-}
-
-#define MP_LIT(b, s) mp_str((b), (s), sizeof(s) - 1)
 
 /* Copies the str value of `key` in the msgpack map mp into out (NUL-terminated, cut to outlen). Returns 0 or -1. */
 static int mp_get_str(const char *mp, size_t len, const char *key, char *out, size_t outlen)
@@ -52,48 +36,6 @@ static int mp_get_str(const char *mp, size_t len, const char *key, char *out, si
     if (cr_mp_map_get(mp, len, key, &v) != 0 || cr_mp_read(v.base, v.base + v.len, &it) == 0 || it.type != MSGPACK_OBJECT_STR)
         return -1;
     snprintf(out, outlen, "%.*s", (int)it.bytes.len, it.bytes.base);
-    return 0;
-}
-
-/* ---- stream ids ----------------------------------------------------------------------------------------------- */
-
-static int parse_u64(const char *s, size_t n, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (n == 0 || n > 20)
-        return -1;
-    for (size_t i = 0; i < n; ++i) {
-        unsigned d;
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        d = (unsigned)(s[i] - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return -1;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return 0;
-}
-
-/* Parses a Redis stream id ("ms-seq", or "ms" meaning "ms-0") into its canonical form (out: STREAM_ID_MAX bytes) and,
- * when next is not NULL, the first id after it. Returns 0, or -1 when s[0..n) is not a stream id. */
-static int stream_id_parse(const char *s, size_t n, char *out, char *next)
-{
-    const char *dash = memchr(s, '-', n);
-    uint64_t ms, seq = 0;
-    if (parse_u64(s, dash != NULL ? (size_t)(dash - s) : n, &ms) != 0)
-        return -1;
-    if (dash != NULL && parse_u64(dash + 1, (size_t)(s + n - dash - 1), &seq) != 0)
-        return -1;
-    snprintf(out, STREAM_ID_MAX, "%" PRIu64 "-%" PRIu64, ms, seq);
-    if (next != NULL) {
-        if (seq != UINT64_MAX)
-            snprintf(next, STREAM_ID_MAX, "%" PRIu64 "-%" PRIu64, ms, seq + 1);
-        else if (ms != UINT64_MAX)
-            snprintf(next, STREAM_ID_MAX, "%" PRIu64 "-0", ms + 1);
-        else
-            snprintf(next, STREAM_ID_MAX, "%s", out); /* the very last id: nothing can follow it */
-    }
     return 0;
 }
 
@@ -120,13 +62,13 @@ static void submit_fail(relay_action_done_cb done, void *data, int status, const
     cr_buf_init(&b, 4096);
     cr_buf_append(&b, "\x81\xa5" "error", 7);
     cr_buf_append(&b, has_field ? "\x83" : "\x82", 1);
-    MP_LIT(&b, "code");
-    mp_str(&b, code, strlen(code));
-    MP_LIT(&b, "message");
-    mp_str(&b, message, strnlen(message, 1024));
+    CR_MPW_LIT(&b, "code");
+    cr_mpw_str(&b, code, strlen(code));
+    CR_MPW_LIT(&b, "message");
+    cr_mpw_str(&b, message, strnlen(message, 1024));
     if (has_field) {
-        MP_LIT(&b, "field");
-        mp_str(&b, field, strlen(field));
+        CR_MPW_LIT(&b, "field");
+        cr_mpw_str(&b, field, strlen(field));
     }
     done(data, status, b.base, b.len);
     cr_buf_free(&b);
@@ -148,9 +90,9 @@ static void submit_answer(submit_t *s, int status, const char *flag)
     cr_buf_t b;
     cr_buf_init(&b, 256);
     cr_buf_append(&b, "\x82", 1);
-    MP_LIT(&b, "aid");
-    mp_str(&b, s->aid, strlen(s->aid));
-    mp_str(&b, flag, strlen(flag));
+    CR_MPW_LIT(&b, "aid");
+    cr_mpw_str(&b, s->aid, strlen(s->aid));
+    cr_mpw_str(&b, flag, strlen(flag));
     cr_buf_append(&b, "\xc3", 1); /* true */
     s->done(s->data, status, b.base, b.len);
     cr_buf_free(&b);
@@ -494,7 +436,7 @@ static int append_act(cr_buf_t *b, const char *id, size_t idlen, const char *a, 
         return rc;
     static const char head[] = "\x83\xa1k\xa3" "act" "\xa2" "id", key[] = "\xa3" "act";
     cr_buf_append(b, head, sizeof(head) - 1);
-    mp_str(b, id, idlen);
+    cr_mpw_str(b, id, idlen);
     cr_buf_append(b, key, sizeof(key) - 1);
     cr_buf_append(b, a, alen);
     return 0;
@@ -652,7 +594,7 @@ static void on_cursor(relay_rdb_t *rdb, redisReply *reply, void *data)
         downlink_refuse(d);
         return;
     }
-    if (reply->type == REDIS_REPLY_STRING && stream_id_parse(reply->str, reply->len, d->last, NULL) != 0) {
+    if (reply->type == REDIS_REPLY_STRING && relay_stream_id_canon(reply->str, reply->len, d->last, NULL) != 0) {
         cr_log(CR_LOG_WARN, "host %s has a malformed acked cursor; sending its actions from the start", d->host);
         snprintf(d->last, sizeof(d->last), "0-0");
     }
@@ -669,7 +611,7 @@ static void on_get_actions(relay_req_t *rr)
         return;
     }
     snprintf(d->last, sizeof(d->last), "0-0");
-    if (after != NULL && after[0] != '\0' && stream_id_parse(after, strlen(after), d->last, NULL) != 0) {
+    if (after != NULL && after[0] != '\0' && relay_stream_id_canon(after, strlen(after), d->last, NULL) != 0) {
         free(d);
         relay_respond_error(rr, 400, "bad_request", "after", "after must be a stream id like 1700000000000-0");
         return;
@@ -744,7 +686,7 @@ static void on_ack(relay_req_t *rr)
         return;
     }
     if (cr_mp_read(v.base, v.base + v.len, &it) == 0 || it.type != MSGPACK_OBJECT_STR ||
-        stream_id_parse(it.bytes.base, it.bytes.len, a->cursor, a->next) != 0) {
+        relay_stream_id_canon(it.bytes.base, it.bytes.len, a->cursor, a->next) != 0) {
         free(a);
         relay_respond_error(rr, 400, "bad_request", "cursor", "cursor must be a stream id like 1700000000000-0");
         return;

@@ -5,6 +5,7 @@
 #include "corral/error.h"
 #include "corral/json.h"
 #include "corral/log.h"
+#include "corral/mp.h"
 #include "corral/ulid.h"
 #include <h2o/socket/uv-binding.h>
 #include <netinet/in.h>
@@ -119,21 +120,6 @@ void relay_respond(relay_req_t *rr, int status, const char *mp, size_t len)
     cr_buf_free(&json);
 }
 
-/* Appends a msgpack str. */
-static void mp_str(cr_buf_t *b, const char *s, size_t n)
-{
-    unsigned char h[5];
-    size_t hn;
-    if (n < 32)
-        h[0] = (unsigned char)(0xa0 | n), hn = 1;
-    else if (n < 256)
-        h[0] = 0xd9, h[1] = (unsigned char)n, hn = 2;
-    else
-        h[0] = 0xda, h[1] = (unsigned char)(n >> 8), h[2] = (unsigned char)n, hn = 3;
-    cr_buf_append(b, h, hn);
-    cr_buf_append(b, s, n);
-}
-
 static void respond_error_v(relay_req_t *rr, int status, const char *code, const char *field, const char *retry_after,
                             const char *fmt, va_list ap)
 {
@@ -148,13 +134,13 @@ static void respond_error_v(relay_req_t *rr, int status, const char *code, const
     cr_buf_init(&b, 4096);
     cr_buf_append(&b, "\x81\xa5" "error", 7);
     cr_buf_append(&b, has_field ? "\x83" : "\x82", 1);
-    mp_str(&b, "code", 4);
-    mp_str(&b, code, strlen(code));
-    mp_str(&b, "message", 7);
-    mp_str(&b, msg, strnlen(msg, 255)); /* our own text: ASCII */
+    cr_mpw_str(&b, "code", 4);
+    cr_mpw_str(&b, code, strlen(code));
+    cr_mpw_str(&b, "message", 7);
+    cr_mpw_str(&b, msg, strnlen(msg, 255)); /* our own text: ASCII */
     if (has_field) {
-        mp_str(&b, "field", 5);
-        mp_str(&b, field, strlen(field));
+        cr_mpw_str(&b, "field", 5);
+        cr_mpw_str(&b, field, strlen(field));
     }
     if (retry_after != NULL) {
         cr_buf_t json;

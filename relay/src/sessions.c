@@ -2,6 +2,7 @@
  * GET /v1/sessions/{sid}/events?after=&limit= (a session's stored events in order), each one call of
  * relay/lua/sessions.lua. */
 #include "relay.h"
+#include "streamid.h"
 #include "corral/error.h"
 #include "corral/log.h"
 #include "corral/ulid.h"
@@ -19,7 +20,6 @@ static relay_script_t sessions_script = {.name = "sessions"};
 #define EVENTS_DEFAULT 100          /* events in one page unless limit= says otherwise */
 #define EVENTS_MAX 1000             /* the most limit= may ask for */
 #define EVENTS_BUDGET "4194304"     /* a page stops once its envelopes reach 4 MiB (it has at least one event) */
-#define STREAM_ID_MAX 48            /* "18446744073709551615-18446744073709551615" + NUL */
 #define LIST_FIELDS 10              /* sid + the 9 summary fields sessions.lua returns per session */
 
 /* One view request between its call and Redis' answer: the script's arguments live here. */
@@ -36,39 +36,6 @@ typedef struct st_view_t {
 static int buf_write(void *data, const char *p, size_t n)
 {
     return cr_buf_append(data, p, n) == 0 ? 0 : -1;
-}
-
-static int parse_u64(const char *s, size_t n, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (n == 0 || n > 20)
-        return -1;
-    for (size_t i = 0; i < n; ++i) {
-        unsigned d;
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        d = (unsigned)(s[i] - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return -1;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return 0;
-}
-
-/* Parses a Redis stream id ("ms-seq", or "ms" meaning "ms-0") into its canonical form (out: STREAM_ID_MAX bytes).
- * Returns 0, or -1 when s is not a stream id. */
-static int stream_id_parse(const char *s, char *out)
-{
-    size_t n = strlen(s);
-    const char *dash = memchr(s, '-', n);
-    uint64_t ms, seq = 0;
-    if (parse_u64(s, dash != NULL ? (size_t)(dash - s) : n, &ms) != 0)
-        return -1;
-    if (dash != NULL && parse_u64(dash + 1, (size_t)(s + n - dash - 1), &seq) != 0)
-        return -1;
-    snprintf(out, STREAM_ID_MAX, "%" PRIu64 "-%" PRIu64, ms, seq);
-    return 0;
 }
 
 static int is_str(const redisReply *r)
@@ -89,7 +56,7 @@ static void pack_str_or_nil(msgpack_packer *pk, const redisReply *r)
 static void pack_uint_or_nil(msgpack_packer *pk, const redisReply *r)
 {
     uint64_t v;
-    if (is_str(r) && parse_u64(r->str, r->len, &v) == 0)
+    if (is_str(r) && relay_parse_u64(r->str, r->len, &v) == 0)
         msgpack_pack_uint64(pk, v);
     else
         msgpack_pack_nil(pk);
@@ -256,7 +223,7 @@ static void on_get_events(relay_req_t *rr)
         relay_respond_error(rr, 400, "bad_request", "sid", "a session id is 1 to 64 characters of [A-Za-z0-9._-]");
         return;
     }
-    if (limit != NULL && (parse_u64(limit, strlen(limit), &n) != 0 || n == 0)) {
+    if (limit != NULL && (relay_parse_u64(limit, strlen(limit), &n) != 0 || n == 0)) {
         relay_respond_error(rr, 400, "bad_request", "limit", "limit must be a positive integer (at most %d is used)",
                             EVENTS_MAX);
         return;
@@ -268,7 +235,7 @@ static void on_get_events(relay_req_t *rr)
         return;
     }
     /* after= absent or empty: from the start */
-    if (after != NULL && after[0] != '\0' && stream_id_parse(after, v->after) != 0) {
+    if (after != NULL && after[0] != '\0' && relay_stream_id_canon(after, strlen(after), v->after, NULL) != 0) {
         free(v);
         relay_respond_error(rr, 400, "bad_request", "after", "after must be an event id such as 1700000000000-0");
         return;

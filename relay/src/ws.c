@@ -9,6 +9,7 @@
 #include "corral/mp.h"
 #include "live.h"
 #include "relay.h"
+#include "streamid.h"
 #include <h2o/websocket.h>
 #include <inttypes.h>
 #include <msgpack.h>
@@ -27,7 +28,6 @@
 #define WS_ACTIONS_MAX 32            /* actions of one connection waiting for Redis */
 #define WS_PING_MS 20000             /* {k:"ping"} after this long without a frame to the phone */
 #define WS_LINGER_MS 3000            /* how long a close handshake may take before the socket is just closed */
-#define STREAM_ID_MAX 48             /* "18446744073709551615-18446744073709551615" + NUL */
 
 /* ---- per connection -------------------------------------------------------------------------------------------- */
 
@@ -246,46 +246,6 @@ static int mp_raw(cr_buf_t *b, const void *p, size_t n)
     return cr_buf_append(b, p, n);
 }
 
-static int mp_str(cr_buf_t *b, const char *s, size_t n)
-{
-    unsigned char h[5];
-    size_t hn;
-    if (n < 32)
-        h[0] = (unsigned char)(0xa0 | n), hn = 1;
-    else if (n < 256)
-        h[0] = 0xd9, h[1] = (unsigned char)n, hn = 2;
-    else if (n < 65536)
-        h[0] = 0xda, h[1] = (unsigned char)(n >> 8), h[2] = (unsigned char)n, hn = 3;
-    else
-        h[0] = 0xdb, h[1] = (unsigned char)(n >> 24), h[2] = (unsigned char)(n >> 16), h[3] = (unsigned char)(n >> 8),
-        h[4] = (unsigned char)n, hn = 5;
-    return cr_buf_append(b, h, hn) != 0 || cr_buf_append(b, s, n) != 0 ? -1 : 0;
-}
-
-#define MP_LIT(b, s) mp_str((b), (s), sizeof(s) - 1)
-
-static int mp_map(cr_buf_t *b, uint32_t n)
-{
-    unsigned char h[3] = {0xde, (unsigned char)(n >> 8), (unsigned char)n};
-    if (n < 16) {
-        h[0] = (unsigned char)(0x80 | n);
-        return cr_buf_append(b, h, 1);
-    }
-    return cr_buf_append(b, h, 3); /* our maps are small */
-}
-
-static int mp_uint(cr_buf_t *b, uint64_t v)
-{
-    unsigned char h[9];
-    if (v < 128) {
-        h[0] = (unsigned char)v;
-        return cr_buf_append(b, h, 1);
-    }
-    h[0] = 0xcf;
-    for (int i = 0; i < 8; ++i)
-        h[1 + i] = (unsigned char)(v >> (56 - 8 * i));
-    return cr_buf_append(b, h, 9);
-}
 
 /* Sends a small frame of ours: binary msgpack, or JSON text to a phone that wrote text. */
 static void send_small(ws_t *w, int text, const cr_buf_t *mp)
@@ -307,10 +267,10 @@ static void send_error(ws_t *w, int text, const char *code, const char *field, c
     cr_buf_t b;
     int has_field = field != NULL && field[0] != '\0';
     cr_buf_init(&b, 8192);
-    if (!(mp_map(&b, 2) || MP_LIT(&b, "k") || MP_LIT(&b, "error") || MP_LIT(&b, "error") || mp_map(&b, has_field ? 3 : 2) ||
-          MP_LIT(&b, "code") || mp_str(&b, code, strlen(code)) || MP_LIT(&b, "message") ||
-          mp_str(&b, message, strnlen(message, 1024)) ||
-          (has_field && (MP_LIT(&b, "field") || mp_str(&b, field, strlen(field))))))
+    if (!(cr_mpw_map(&b, 2) || CR_MPW_LIT(&b, "k") || CR_MPW_LIT(&b, "error") || CR_MPW_LIT(&b, "error") || cr_mpw_map(&b, has_field ? 3 : 2) ||
+          CR_MPW_LIT(&b, "code") || cr_mpw_str(&b, code, strlen(code)) || CR_MPW_LIT(&b, "message") ||
+          cr_mpw_str(&b, message, strnlen(message, 1024)) ||
+          (has_field && (CR_MPW_LIT(&b, "field") || cr_mpw_str(&b, field, strlen(field))))))
         send_small(w, text, &b);
     cr_buf_free(&b);
     ++relay_of(w)->metrics.errors[relay_error_index(code)];
@@ -318,33 +278,6 @@ static void send_error(ws_t *w, int text, const char *code, const char *field, c
 
 /* ---- stream ids ---------------------------------------------------------------------------------------------- */
 
-static int parse_u64(const char *s, size_t n, uint64_t *out)
-{
-    uint64_t v = 0;
-    if (n == 0 || n > 20)
-        return -1;
-    for (size_t i = 0; i < n; ++i) {
-        unsigned d;
-        if (s[i] < '0' || s[i] > '9')
-            return -1;
-        d = (unsigned)(s[i] - '0');
-        if (v > (UINT64_MAX - d) / 10)
-            return -1;
-        v = v * 10 + d;
-    }
-    *out = v;
-    return 0;
-}
-
-/* Parses a Redis stream id, "ms-seq" or "ms" (meaning "ms-0"). Returns 0 or -1. */
-static int id_parse(const char *s, size_t n, uint64_t *ms, uint64_t *seq)
-{
-    const char *dash = memchr(s, '-', n);
-    *seq = 0;
-    if (parse_u64(s, dash != NULL ? (size_t)(dash - s) : n, ms) != 0)
-        return -1;
-    return dash != NULL ? parse_u64(dash + 1, (size_t)(s + n - dash - 1), seq) : 0;
-}
 
 static int id_after(uint64_t ms, uint64_t seq, uint64_t than_ms, uint64_t than_seq)
 {
@@ -370,14 +303,14 @@ static size_t send_entry(ws_t *w, const redisReply *entry, cr_buf_t *b)
         else if (k->len == 1 && k->str[0] == 'e')
             e = v;
     }
-    if (id->len > STREAM_ID_MAX - 2 || id_parse(id->str, id->len, &w->replay->last_ms, &w->replay->last_seq) != 0)
+    if (id->len > STREAM_ID_MAX - 2 || relay_stream_id_parse(id->str, id->len, &w->replay->last_ms, &w->replay->last_seq) != 0)
         return 0;
     snprintf(w->replay->start, sizeof(w->replay->start), "(%.*s", (int)id->len, id->str);
     if (host == NULL || e == NULL || e->len == 0)
         return 0;
     cr_buf_reset(b);
-    if (mp_map(b, 4) || MP_LIT(b, "k") || MP_LIT(b, "ev") || MP_LIT(b, "id") || mp_str(b, id->str, id->len) || MP_LIT(b, "host") ||
-        mp_str(b, host->str, host->len) || MP_LIT(b, "e") || mp_raw(b, e->str, e->len)) {
+    if (cr_mpw_map(b, 4) || CR_MPW_LIT(b, "k") || CR_MPW_LIT(b, "ev") || CR_MPW_LIT(b, "id") || cr_mpw_str(b, id->str, id->len) || CR_MPW_LIT(b, "host") ||
+        cr_mpw_str(b, host->str, host->len) || CR_MPW_LIT(b, "e") || mp_raw(b, e->str, e->len)) {
         cr_log(CR_LOG_WARN, "ws: event %.*s of team %s is too large to replay; skipped", (int)id->len, id->str, w->l.team);
         return 0;
     }
@@ -472,7 +405,7 @@ static int frame_id(const char *p, size_t len, uint64_t *ms, uint64_t *seq)
             return -1;
         p += n;
         if (cr_span_eq(k.bytes, "id", 2))
-            return id_parse(v.bytes.base, v.bytes.len, ms, seq);
+            return relay_stream_id_parse(v.bytes.base, v.bytes.len, ms, seq);
     }
     return -1;
 }
@@ -588,9 +521,9 @@ static void on_action_done(void *data, int status, const char *mp, size_t len)
         hn = len, m.count = 0; /* not a map: send the status alone */
     add_aid = a->aid[0] != '\0' && (m.count == 0 || cr_mp_map_get(mp, len, "aid", &v) != 0);
     cr_buf_init(&b, len + 256);
-    if (!(mp_map(&b, 2 + (uint32_t)add_aid + m.count) || MP_LIT(&b, "k") || MP_LIT(&b, "ack") ||
-          (add_aid && (MP_LIT(&b, "aid") || mp_str(&b, a->aid, strlen(a->aid)))) || MP_LIT(&b, "status") ||
-          mp_uint(&b, (uint64_t)status) || mp_raw(&b, mp + hn, len - hn)))
+    if (!(cr_mpw_map(&b, 2 + (uint32_t)add_aid + m.count) || CR_MPW_LIT(&b, "k") || CR_MPW_LIT(&b, "ack") ||
+          (add_aid && (CR_MPW_LIT(&b, "aid") || cr_mpw_str(&b, a->aid, strlen(a->aid)))) || CR_MPW_LIT(&b, "status") ||
+          cr_mpw_uint(&b, (uint64_t)status) || mp_raw(&b, mp + hn, len - hn)))
         send_small(w, a->text, &b);
     cr_buf_free(&b);
     free(a);
@@ -745,7 +678,7 @@ static void on_ws(relay_req_t *rr)
     }
     if (after != NULL && (strcmp(after, "$") == 0 || strcmp(after, "%24") == 0 || strcmp(after, "now") == 0))
         now = 1;
-    else if (after != NULL && after[0] != '\0' && id_parse(after, strlen(after), &ms, &seq) != 0) {
+    else if (after != NULL && after[0] != '\0' && relay_stream_id_parse(after, strlen(after), &ms, &seq) != 0) {
         relay_respond_error(rr, 400, "bad_request", "after", "after must be an event id (ms-seq), \"$\" or \"now\"");
         return;
     }

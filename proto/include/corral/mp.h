@@ -50,6 +50,17 @@ const char *cr_mp_skip(const char *p, const char *end);
  * CR_ENOTFOUND (also when the value is not a map). */
 int cr_mp_map_get(const char *mp, size_t len, const char *key, cr_span_t *out);
 
+/* Small canonical msgpack writers appending to a cr_buf_t, for messages built by hand (frames, error documents).
+ * Each returns 0, or CR_ETOOLARGE / CR_ENOMEM when the buffer is full; they chain with ||. */
+#include "corral/buf.h"
+int cr_mpw_map(cr_buf_t *b, uint32_t n);
+int cr_mpw_array(cr_buf_t *b, uint32_t n);
+int cr_mpw_str(cr_buf_t *b, const char *s, size_t n);
+int cr_mpw_uint(cr_buf_t *b, uint64_t v);
+int cr_mpw_bool(cr_buf_t *b, int v);
+int cr_mpw_nil(cr_buf_t *b);
+#define CR_MPW_LIT(b, lit) cr_mpw_str((b), (lit), sizeof(lit) - 1)
+
 /* Returns 1 when s[0..n) is valid UTF-8 (no overlongs, no surrogates, at most U+10FFFF). */
 int cr_utf8_valid(const char *s, size_t n);
 

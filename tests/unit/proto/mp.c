@@ -102,11 +102,41 @@ static void test_limits(void)
     ok(cr_mp_check("\x93\x01\x02\x03", 4, NULL, 4, NULL, &used) == 0);
 }
 
+static void test_writers(void)
+{
+    cr_buf_t b;
+    char s40[40], s300[300];
+    size_t used;
+    memset(s40, 'x', sizeof(s40));
+    memset(s300, 'y', sizeof(s300));
+    cr_buf_init(&b, 1 << 20);
+    ok(cr_mpw_map(&b, 2) == 0 && CR_MPW_LIT(&b, "k") == 0 && CR_MPW_LIT(&b, "ev") == 0);
+    ok(cr_mpw_str(&b, "n", 1) == 0 && cr_mpw_array(&b, 3) == 0);
+    ok(cr_mpw_uint(&b, 127) == 0 && cr_mpw_uint(&b, 300) == 0 && cr_mpw_bool(&b, 1) == 0);
+    ok_bytes(b.base, b.len, "\x82\xa1k\xa2" "ev\xa1n\x93\x7f\xcd\x01\x2c\xc3", 14);
+    /* every size class, canonical as msgpack-c writes them */
+    cr_buf_reset(&b);
+    ok(cr_mpw_uint(&b, 255) == 0 && cr_mpw_uint(&b, 65536) == 0 && cr_mpw_uint(&b, 1ULL << 40) == 0 && cr_mpw_nil(&b) == 0);
+    ok_bytes(b.base, b.len, "\xcc\xff\xce\x00\x01\x00\x00\xcf\x00\x00\x01\x00\x00\x00\x00\x00\xc0", 17);
+    cr_buf_reset(&b);
+    ok(cr_mpw_str(&b, s40, sizeof(s40)) == 0 && (unsigned char)b.base[0] == 0xd9 && (unsigned char)b.base[1] == 40);
+    cr_buf_reset(&b);
+    ok(cr_mpw_str(&b, s300, sizeof(s300)) == 0 && (unsigned char)b.base[0] == 0xda && cr_mp_check(b.base, b.len, NULL, 1 << 20, NULL, &used) == 0);
+    cr_buf_reset(&b);
+    ok(cr_mpw_map(&b, 16) == 0 && (unsigned char)b.base[0] == 0xde && cr_mpw_array(&b, 70000) == 0 && (unsigned char)b.base[3] == 0xdd);
+    cr_buf_free(&b);
+    /* a full buffer says so */
+    cr_buf_init(&b, 4);
+    ok(cr_mpw_str(&b, "hello", 5) == CR_ETOOLARGE);
+    cr_buf_free(&b);
+}
+
 int main(void)
 {
     subtest("types", test_types);
     subtest("utf-8", test_utf8);
     subtest("depth and paths", test_depth_and_paths);
     subtest("limits", test_limits);
+    subtest("writers", test_writers);
     return done_testing();
 }
