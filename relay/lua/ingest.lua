@@ -2,10 +2,10 @@
 --
 -- KEYS[1] cr:{T}:seq  KEYS[2] cr:{T}:ev  KEYS[3] cr:{T}:sessions
 -- then for each distinct sid of the batch: cr:{T}:s:<sid> (summary hash) and cr:{T}:sx:<sid> (the session's index:
--- a stream whose ids are the ids of its events in cr:{T}:ev, with one field seq)
+-- a stream of the ids of its events in cr:{T}:ev, one entry per batch: see below)
 -- ARGV[1] host id, ARGV[2] events.maxlen, ARGV[3] relay clock (ms), ARGV[4] live channel cr:live:{T}
 -- then 10 values per event, in batch order:
---   kidx  index in KEYS of the session's summary hash (its index stream is kidx + 1)
+--   kidx  index in KEYS of the session's summary hash (its index is kidx + 1)
 --   sid, seq (decimal, no leading zeros), k (the kind), e (the raw envelope bytes)
 --   name  new session name or ''           state  new state or ''
 --   needs 's' set needs to {k, seq, rid} | 'c' clear them | '' keep      rid  the request id or ''
@@ -19,10 +19,14 @@
 -- stored for it.
 --
 -- Why a per-session index: a session's page (GET /v1/sessions/{sid}/events, sessions.lua) read by filtering
--- cr:{T}:ev would cost O(team events) per request, copying every envelope of the team through Lua. The index costs
--- one more XADD per event (about 2 us, a few bytes per entry in a stream's listpack) and makes a page
--- O(log n + limit). It is trimmed here to the team stream's first id for the sessions a batch touches; an idle
--- session keeps its stale entries until it is written again, and readers skip them by starting at that first id.
+-- cr:{T}:ev would cost O(team events) per request, copying every envelope of the team through Lua. The index makes
+-- a page O(log n + limit). Its shape: a stream with ONE entry per session per batch, whose id is the last id the
+-- batch stored for the session and whose field ids holds all of them ('id1 id2 ...', in order). One XADD per
+-- session per batch and not per event, because each redis.call from Lua costs about what the command does (one entry
+-- per event, or a sorted set of padded ids, measured slower); a reader wanting the ids after X reads the entries
+-- after X (an entry's id is its greatest) and skips the few at or before X. It is trimmed here (whole nodes) to the
+-- team stream's first id for the sessions a batch touches; an idle session keeps its stale entries until it is
+-- written again, and readers skip them by starting at that first id.
 
 local host, maxlen, now, channel = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
 
@@ -46,7 +50,7 @@ local frame_host = mp_str('host') .. mp_str(host) .. mp_str('e')
 
 local last = {}    -- sid -> last accepted seq
 local order = {}   -- sids in batch order
-local sums = {}    -- sid -> what the batch changes in its summary: kidx, id, name, state, idn, needs, needs_k ...
+local sums = {}    -- sid -> what the batch changes: ix (its ids, for the index), kidx, id, name, state, needs ...
 local stored, dups = 0, 0
 
 for i = 5, #ARGV, 10 do
@@ -60,17 +64,15 @@ for i = 5, #ARGV, 10 do
   if seq_gt(seq, cur) then
     local kidx, e = tonumber(ARGV[i]), ARGV[i + 4]
     local id = redis.call('XADD', KEYS[2], 'MAXLEN', '~', maxlen, '*', 'host', host, 'sid', sid, 'seq', seq, 'e', e)
-    -- pcall: an index that cannot take this id (a stream recreated under a clock gone back) must not abort the
-    -- batch half-way; the event is stored and published all the same
-    redis.pcall('XADD', KEYS[kidx + 1], id, 'seq', seq)
     redis.call('PUBLISH', channel, 'e' .. frame_head .. mp_str(id) .. frame_host .. e)
     last[sid] = seq
     stored = stored + 1
     local s = sums[sid]
     if s == nil then
-      s = {kidx = kidx}
+      s = {kidx = kidx, ix = {}}
       sums[sid] = s
     end
+    s.ix[#s.ix + 1] = id
     s.id = id
     local name, state, needs, idn = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 9]
     if name ~= '' then s.name = name end
@@ -113,6 +115,9 @@ for _, sid in ipairs(order) do
     redis.call('HSET', key, unpack(f))
     if #gone > 0 then redis.call('HDEL', key, unpack(gone)) end
     redis.call('ZADD', KEYS[3], now, sid)
+    -- pcall: an index that cannot take this id (a stream recreated under a clock gone back, or a key of another type)
+    -- must not abort the batch half-way; the events are stored and published all the same
+    redis.pcall('XADD', KEYS[s.kidx + 1], s.id, 'ids', table.concat(s.ix, ' '))
     -- the index need not outlive the events: drop what the team stream has trimmed (whole nodes only, cheap)
     if first ~= nil then redis.call('XTRIM', KEYS[s.kidx + 1], 'MINID', '~', first) end
   end

@@ -10,8 +10,9 @@
 --   -> {'nosession'}                      the team has no such session
 --   -> {'ok', id1, host1, e1, id2, ...}   the session's events after `after` in stream order, at most limit, and no
 --                                         more once their envelopes reach the byte budget (at least one)
--- Reading through the index costs O(log n + limit), whatever the size of the team's stream. Index entries older
--- than the team stream's first entry (trimmed events) are skipped by starting there.
+-- Reading through the index (one entry per session per ingest batch, see ingest.lua) costs O(log n + limit + one
+-- batch), whatever the size of the team's stream. Index entries older than the team stream's first entry (trimmed
+-- events) are skipped by starting there.
 
 -- Compares two canonical stream ids (decimal without leading zeros): -1, 0 or 1.
 local function cmp(a, b)
@@ -44,24 +45,42 @@ if ARGV[1] == 'events' then
   if redis.call('EXISTS', KEYS[1]) == 0 then return {'nosession'} end
   local head = redis.call('XRANGE', KEYS[3], '-', '+', 'COUNT', 1)
   if #head == 0 or after == '18446744073709551615-18446744073709551615' then return {'ok'} end -- nothing can follow
-  local start = '(' .. after
-  if after == '' or cmp(after, head[1][1]) < 0 then start = head[1][1] end
-  local out, bytes = {'ok'}, 0
-  local ids = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', limit)
-  for _, it in ipairs(ids) do
-    local got = redis.call('XRANGE', KEYS[3], it[1], it[1])
-    if #got == 1 then
-      local f, h, s, e = got[1][2], nil, nil, nil
-      for j = 1, #f, 2 do
-        if f[j] == 'host' then h = f[j + 1] elseif f[j] == 'sid' then s = f[j + 1] elseif f[j] == 'e' then e = f[j + 1] end
+  -- low: the ids wanted are above it (or at it, when lowin): after, or the team stream's first id if later
+  local low, lowin = after, false
+  if after == '' or cmp(after, head[1][1]) < 0 then low, lowin = head[1][1], true end
+  local out, bytes, n = {'ok'}, 0, 0
+  -- an entry's id is the greatest of its ids: the entries from low on hold every id above it, a few before it
+  local start = (lowin and '' or '(') .. low
+  while n < limit do
+    local ents = redis.call('XRANGE', KEYS[2], start, '+', 'COUNT', 8)
+    if #ents == 0 then break end
+    for _, ent in ipairs(ents) do
+      local f = ent[2]
+      for j = 1, #f - 1, 2 do
+        if f[j] == 'ids' then
+          for id in string.gmatch(f[j + 1], '%S+') do
+            local c = cmp(id, low)
+            if c > 0 or (c == 0 and lowin) then
+              local got = redis.call('XRANGE', KEYS[3], id, id)
+              if #got == 1 then
+                local g, h, s, e = got[1][2], nil, nil, nil
+                for k = 1, #g, 2 do
+                  if g[k] == 'host' then h = g[k + 1] elseif g[k] == 'sid' then s = g[k + 1] elseif g[k] == 'e' then e = g[k + 1] end
+                end
+                if s == sid and h ~= nil and e ~= nil then
+                  out[#out + 1] = id
+                  out[#out + 1] = h
+                  out[#out + 1] = e
+                  n = n + 1
+                  bytes = bytes + #e
+                  if n >= limit or bytes >= budget then return out end
+                end
+              end
+            end
+          end
+        end
       end
-      if s == sid and h ~= nil and e ~= nil then
-        out[#out + 1] = it[1]
-        out[#out + 1] = h
-        out[#out + 1] = e
-        bytes = bytes + #e
-        if bytes >= budget then break end
-      end
+      start = '(' .. ent[1]
     end
   end
   return out
