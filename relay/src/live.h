@@ -6,7 +6,8 @@
 #include "relay.h"
 
 /* Notices on cr:live:{T}, first byte = type:
- *   'e' then a complete phone frame {k:"ev", id, host, e} in msgpack (written by the ingest script)
+ *   'e' then one or more complete phone frames {k:"ev", id, host, e} in msgpack, concatenated (the ingest script
+ *       publishes one notice per batch; split them with cr_mp_skip)
  *   'a' then "<host id>" : a new action was queued for that host (written by the action script) */
 #define RELAY_NOTICE_EVENT 'e'
 #define RELAY_NOTICE_ACTION 'a'

@@ -440,16 +440,21 @@ static void on_notice(relay_listener_t *l, const char *msg, size_t len)
     if (len < 2 || msg[0] != RELAY_NOTICE_EVENT || w->closing)
         return;
     ws_hold(w);
-    if (w->replay != NULL) {
-        hold_frame(w, msg + 1, len - 1);
-    } else if (ws_queued(w) > WS_QUEUE_MAX) {
-        cr_log(CR_LOG_INFO, "ws: %s of team %s reads too slowly (%zu bytes waiting); closing", w->rr->who.id, w->l.team,
-               ws_queued(w));
-        ws_close(w, 1008, "too slow; reconnect with after=");
-    } else if (ws_queue(w, WSLAY_BINARY_FRAME, msg + 1, len - 1) == 0) {
-        ++relay_of(w)->metrics.fanout_frames;
-        ws_flush(w);
+    /* one notice carries a batch's frames, concatenated: each goes out as its own WebSocket message */
+    for (const char *p = msg + 1, *end = msg + len, *next; p < end && !w->closing; p = next) {
+        if ((next = cr_mp_skip(p, end)) == NULL)
+            break; /* our own script wrote it: cannot happen, but never read past the end */
+        if (w->replay != NULL) {
+            hold_frame(w, p, (size_t)(next - p));
+        } else if (ws_queued(w) > WS_QUEUE_MAX) {
+            cr_log(CR_LOG_INFO, "ws: %s of team %s reads too slowly (%zu bytes waiting); closing", w->rr->who.id, w->l.team,
+                   ws_queued(w));
+            ws_close(w, 1008, "too slow; reconnect with after=");
+        } else if (ws_queue(w, WSLAY_BINARY_FRAME, p, (size_t)(next - p)) == 0) {
+            ++relay_of(w)->metrics.fanout_frames;
+        }
     }
+    ws_flush(w);
     ws_drop(w);
 }
 
