@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #endif
 #include "relay_proc.h"
+#include "http_client.h"
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -399,4 +400,21 @@ int cr_test_relay_admin(const cr_test_relay_t *r, char *out, size_t outlen, ...)
         return -1;
     }
     return WEXITSTATUS(status);
+}
+
+long long cr_test_relay_metric(const cr_test_relay_t *r, const char *name)
+{
+    char url[256];
+    cr_test_resp_t resp = {0};
+    long long v = -1;
+    size_t n = strlen(name);
+    snprintf(url, sizeof(url), "%s/metrics", r->url);
+    if (cr_test_http(&resp, "GET", url, NULL, NULL, NULL, 0, 0) == 0 && resp.status == 200 && resp.body != NULL)
+        for (const char *p = resp.body; p != NULL && *p != '\0'; p = strchr(p, '\n') != NULL ? strchr(p, '\n') + 1 : NULL)
+            if (strncmp(p, name, n) == 0 && p[n] == ' ') {
+                v = strtoll(p + n + 1, NULL, 10);
+                break;
+            }
+    cr_test_resp_free(&resp);
+    return v;
 }

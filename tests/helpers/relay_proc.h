@@ -57,4 +57,8 @@ const char *cr_test_relay_log_tail(cr_test_relay_t *r);
  * than 10 s (a message on stderr). The arguments are never printed (they may hold tokens). */
 int cr_test_relay_admin(const cr_test_relay_t *r, char *out, size_t outlen, ...) __attribute__((sentinel));
 
+/* The value of the sample `name` (a metric without labels, or with them written out: name{code="x"}) in GET /metrics
+ * of relay r; -1 when absent or unreachable. */
+long long cr_test_relay_metric(const cr_test_relay_t *r, const char *name);
+
 #endif

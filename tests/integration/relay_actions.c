@@ -222,23 +222,6 @@ static void expect_quiet(cr_test_stream_t *s, const char *what)
     cr_buf_free(&frame);
 }
 
-/* The value of a metric line "name value" in GET /metrics of relay r; -1 when absent. */
-static long long metric(const cr_test_relay_t *r, const char *name)
-{
-    char url[256];
-    cr_test_resp_t resp = {0};
-    long long v = -1;
-    snprintf(url, sizeof(url), "%s/metrics", r->url);
-    if (cr_test_http(&resp, "GET", url, NULL, NULL, NULL, 0, 0) == 0 && resp.status == 200) {
-        size_t n = strlen(name);
-        for (const char *p = resp.body; p != NULL && *p != '\0'; p = strchr(p, '\n') != NULL ? strchr(p, '\n') + 1 : NULL)
-            if (strncmp(p, name, n) == 0 && p[n] == ' ')
-                v = strtoll(p + n + 1, NULL, 10);
-    }
-    cr_test_resp_free(&resp);
-    return v;
-}
-
 /* ---- tests ----------------------------------------------------------------------------------------------------- */
 
 static char last_id[48]; /* the id of the last act frame the acme host received (for acks) */
@@ -350,10 +333,10 @@ static void test_live(void)
             snprintf(last_id, sizeof(last_id), "%s", id);
         }
     }
-    okf(metric(&relay_a, "corral_host_streams_open") == 1, "one downlink open (%lld)",
-        metric(&relay_a, "corral_host_streams_open"));
-    okf(metric(&relay_a, "corral_actions_in_total") == 3, "3 actions in (%lld)", metric(&relay_a, "corral_actions_in_total"));
-    okf(metric(&relay_a, "corral_actions_out_total") == 3, "3 actions out (%lld)", metric(&relay_a, "corral_actions_out_total"));
+    okf(cr_test_relay_metric(&relay_a, "corral_host_streams_open") == 1, "one downlink open (%lld)",
+        cr_test_relay_metric(&relay_a, "corral_host_streams_open"));
+    okf(cr_test_relay_metric(&relay_a, "corral_actions_in_total") == 3, "3 actions in (%lld)", cr_test_relay_metric(&relay_a, "corral_actions_in_total"));
+    okf(cr_test_relay_metric(&relay_a, "corral_actions_out_total") == 3, "3 actions out (%lld)", cr_test_relay_metric(&relay_a, "corral_actions_out_total"));
 
     /* the same aid again: 200 duplicate, nothing queued, nothing sent */
     snprintf(json, sizeof(json), "{\"sid\": \"S1\", \"k\": \"reply\", \"aid\": \"%s\", \"b\": {\"text\": \"again\"}}", aid2);
@@ -364,7 +347,7 @@ static void test_live(void)
     expect_quiet(s, "after a duplicate");
     snprintf(json, sizeof(json), "cr:{acme}:act:%s", acme_host_id);
     okf(rint_cmd("XLEN %s", json, NULL) == 3, "3 actions queued (%lld)", rint_cmd("XLEN %s", json, NULL));
-    okf(metric(&relay_a, "corral_actions_duplicate_total") == 1, "1 duplicate counted");
+    okf(cr_test_relay_metric(&relay_a, "corral_actions_duplicate_total") == 1, "1 duplicate counted");
 
 done:
     cr_test_stream_close(s);
@@ -553,10 +536,10 @@ static void test_backpressure(void)
     }
     {
         int64_t deadline = cr_test_now_ms() + 3000;
-        while (metric(&relay_a, "corral_host_streams_open") != 0 && cr_test_now_ms() < deadline)
+        while (cr_test_relay_metric(&relay_a, "corral_host_streams_open") != 0 && cr_test_now_ms() < deadline)
             cr_test_sleep_ms(20);
-        okf(metric(&relay_a, "corral_host_streams_open") == 0, "no downlink left open (%lld)",
-            metric(&relay_a, "corral_host_streams_open"));
+        okf(cr_test_relay_metric(&relay_a, "corral_host_streams_open") == 0, "no downlink left open (%lld)",
+            cr_test_relay_metric(&relay_a, "corral_host_streams_open"));
     }
     s = downlink(&relay_a, acme_host, NULL, CR_HTTP_H2C);
     ok(s != NULL);

@@ -304,28 +304,6 @@ static int wait_close(cr_test_ws_t *ws, int timeout_ms)
     return ws->close_code;
 }
 
-/* Reads a gauge or counter from /metrics of relay r (-1 when absent). */
-static long long metric(cr_test_relay_t *r, const char *name)
-{
-    cr_test_resp_t resp;
-    char url[128];
-    long long v = -1;
-    snprintf(url, sizeof(url), "%s/metrics", r->url);
-    if (cr_test_http(&resp, "GET", url, NULL, NULL, NULL, 0, 0) == 0 && resp.status == 200) {
-        char *p = resp.body;
-        size_t n = strlen(name);
-        while ((p = strstr(p, name)) != NULL) {
-            if ((p == resp.body || p[-1] == '\n') && p[n] == ' ') {
-                v = atoll(p + n + 1);
-                break;
-            }
-            p += n;
-        }
-    }
-    cr_test_resp_free(&resp);
-    return v;
-}
-
 /* ---- tests ----------------------------------------------------------------------------------------------------- */
 
 static char last_seen[64]; /* the last event id the phone of test_replay_synced_live saw */
@@ -334,23 +312,23 @@ static void test_replay_synced_live(void)
 {
     cr_test_ws_t ws;
     char id[64];
-    long long fanout0 = metric(&relay_b, "corral_fanout_frames_total");
+    long long fanout0 = cr_test_relay_metric(&relay_b, "corral_fanout_frames_total");
     ok(post_events(&acme, &relay_a, "s1", 1, 3, 0) == 0);
     ok(phone(&ws, &relay_b, "/v1/ws", acme.device, NULL) == 0);
     ok(ws.status == 101);
     ok_str(ws.protocol, ""); /* no subprotocol offered, none answered */
     okf(expect_replay(&ws, &acme, "s1", 1, 3, 0, id) == 3, "the three stored events, in order, then synced");
-    ok(metric(&relay_b, "corral_websockets_open") == 1);
+    ok(cr_test_relay_metric(&relay_b, "corral_websockets_open") == 1);
     ok(post_events(&acme, &relay_a, "s1", 4, 1, 0) == 0);
     okf(expect_live(&ws, &acme, "s1", 4, 0, last_seen), "event 4 live, posted to relay A, seen on relay B");
     ok(post_events(&acme, &relay_a, "s1", 5, 2, 0) == 0);
     ok(expect_live(&ws, &acme, "s1", 5, 0, NULL));
     ok(expect_live(&ws, &acme, "s1", 6, 0, last_seen));
-    ok(metric(&relay_b, "corral_fanout_frames_total") - fanout0 == 6);
+    ok(cr_test_relay_metric(&relay_b, "corral_fanout_frames_total") - fanout0 == 6);
     cr_test_ws_close(&ws);
     sleep_ms(100);
-    ok(metric(&relay_b, "corral_websockets_open") == 0);
-    ok(metric(&relay_b, "corral_websockets_total") >= 1);
+    ok(cr_test_relay_metric(&relay_b, "corral_websockets_open") == 0);
+    ok(cr_test_relay_metric(&relay_b, "corral_websockets_total") >= 1);
 }
 
 static void test_reconnect_after(void)
@@ -636,7 +614,7 @@ static void test_revoked(void)
     cr_test_ws_t ws, mute, other;
     char token[64], c;
     int64_t t0;
-    long long open0 = metric(&relay_b, "corral_websockets_open");
+    long long open0 = cr_test_relay_metric(&relay_b, "corral_websockets_open");
     /* a second device of acme with two sockets; its token is revoked while they are open */
     ok(cr_test_relay_admin(&relay_a, token, sizeof(token), "token", "create", "--team", "acme", "--kind", "device", NULL) == 0);
     ok(phone(&ws, &relay_b, "/v1/ws?after=$", token, NULL) == 0);
@@ -644,7 +622,7 @@ static void test_revoked(void)
     ok(phone(&mute, &relay_b, "/v1/ws?after=$", token, NULL) == 0);
     ok(phone(&other, &relay_b, "/v1/ws?after=$", acme.device, NULL) == 0);
     ok(expect_replay(&other, &acme, "s1", 1, 0, 0, NULL) == 0);
-    ok(metric(&relay_b, "corral_websockets_open") == open0 + 3);
+    ok(cr_test_relay_metric(&relay_b, "corral_websockets_open") == open0 + 3);
     t0 = now_ms();
     ok(cr_test_relay_admin(&relay_a, NULL, 0, "token", "revoke", token, NULL) == 0);
     okf(wait_close(&ws, WAIT_MS) == 4401, "closed with 4401 (got %d, reason '%s')", ws.close_code, ws.close_reason);
@@ -652,7 +630,7 @@ static void test_revoked(void)
     cr_test_ws_close(&ws);
     /* the socket that never answers the close handshake is cut off a few seconds later */
     sleep_ms(3500);
-    ok(metric(&relay_b, "corral_websockets_open") == open0 + 1);
+    ok(cr_test_relay_metric(&relay_b, "corral_websockets_open") == open0 + 1);
     ok(wait_close(&mute, WAIT_MS) == 4401);
     ok(recv(cr_test_ws_fd(&mute), &c, 1, MSG_DONTWAIT) == 0); /* and closed by the relay */
     cr_test_ws_close(&mute);
@@ -690,7 +668,7 @@ static void test_ping_flood(void)
 {
     cr_test_ws_t ws;
     int sent = 0;
-    long long open0 = metric(&relay_a, "corral_websockets_open"), open1 = -1;
+    long long open0 = cr_test_relay_metric(&relay_a, "corral_websockets_open"), open1 = -1;
     /* a phone that sends pings and never reads the pongs: the relay keeps a bounded queue for it, then closes the
      * connection (1008, which cannot reach a phone that does not read; the socket is cut WS_LINGER_MS later) */
     ok(phone(&ws, &relay_a, "/v1/ws?after=$", acme.device, NULL) == 0);
@@ -711,7 +689,7 @@ static void test_ping_flood(void)
     okf(cut, "the phone could not go on sending (after %d pings)", sent);
     cr_test_ws_close(&ws);
     /* the relay frees it when its next write fails: at once if one is pending, else at the keepalive (20 s) */
-    for (int i = 0; i < 250 && (open1 = metric(&relay_a, "corral_websockets_open")) != open0; ++i)
+    for (int i = 0; i < 250 && (open1 = cr_test_relay_metric(&relay_a, "corral_websockets_open")) != open0; ++i)
         sleep_ms(100);
     if (!okf(open1 == open0, "its socket is gone (%lld open, %lld before)", open1, open0))
         note("relay log: %s", cr_test_relay_log_tail(&relay_a));
