@@ -17,6 +17,7 @@
 #include "corral/json.h"
 #include "corral/mp.h"
 #include "corral/ulid.h"
+#include "mp_text.h"
 #include "harness.h"
 #include "http_client.h"
 #include "proc.h"
@@ -33,45 +34,6 @@ static char acme_host[64], acme_host2[64], acme_dev[64], other_host[64], other_d
 static char acme_host_id[32], acme_host2_id[32], acme_dev_id[32], other_host_id[32], other_dev_id[32];
 
 /* ---- helpers --------------------------------------------------------------------------------------------------- */
-
-/* The string or unsigned integer at key in a msgpack map, as text in out ("" when absent or another type). */
-static const char *mp_text(const char *mp, size_t len, const char *key, char *out, size_t outlen)
-{
-    cr_span_t v;
-    cr_mp_item_t it;
-    out[0] = '\0';
-    if (cr_mp_map_get(mp, len, key, &v) != 0 || cr_mp_read(v.base, v.base + v.len, &it) == 0)
-        return out;
-    if (it.type == 5 /* MSGPACK_OBJECT_STR */)
-        snprintf(out, outlen, "%.*s", (int)it.bytes.len, it.bytes.base);
-    else if (it.type == 2 /* MSGPACK_OBJECT_POSITIVE_INTEGER */)
-        snprintf(out, outlen, "%llu", (unsigned long long)it.u);
-    else if (it.type == 1 /* MSGPACK_OBJECT_BOOLEAN */)
-        snprintf(out, outlen, "%s", it.u ? "true" : "false");
-    return out;
-}
-
-/* The text at "a" or "a.b" in a JSON response body (see mp_text). */
-static const char *jtext(const cr_test_resp_t *r, const char *path, char *out, size_t outlen)
-{
-    cr_buf_t mp;
-    cr_span_t inner;
-    const char *dot = strchr(path, '.');
-    out[0] = '\0';
-    cr_buf_init(&mp, 1 << 20);
-    if (r->body != NULL && cr_json_to_msgpack(&mp, r->body, r->body_len, NULL) == 0) {
-        if (dot == NULL) {
-            mp_text(mp.base, mp.len, path, out, outlen);
-        } else {
-            char key[32];
-            snprintf(key, sizeof(key), "%.*s", (int)(dot - path), path);
-            if (cr_mp_map_get(mp.base, mp.len, key, &inner) == 0)
-                mp_text(inner.base, inner.len, dot + 1, out, outlen);
-        }
-    }
-    cr_buf_free(&mp);
-    return out;
-}
 
 static void sha256_hex(char out[65], const char *s)
 {
@@ -137,10 +99,10 @@ static long long rint_cmd(const char *fmt, const char *a, const char *b)
         okf(st_ == (status), "POST /v1/actions %s -> %ld (want %d): %s", j_ != NULL ? j_ : "(no body)", st_, (status), \
             r_.body);                                                                                                 \
         if ((code) != NULL)                                                                                           \
-            okf(strcmp(jtext(&r_, "error.code", c_, sizeof(c_)), (code) != NULL ? (code) : "") == 0,                  \
+            okf(strcmp(cr_test_json_text(&r_, "error.code", c_, sizeof(c_)), (code) != NULL ? (code) : "") == 0,                  \
                 "error code %s (want %s)", c_, (code) != NULL ? (code) : "");                                         \
         if ((field) != NULL)                                                                                          \
-            okf(strcmp(jtext(&r_, "error.field", f_, sizeof(f_)), (field) != NULL ? (field) : "") == 0,               \
+            okf(strcmp(cr_test_json_text(&r_, "error.field", f_, sizeof(f_)), (field) != NULL ? (field) : "") == 0,               \
                 "error field %s (want %s)", f_, (field) != NULL ? (field) : "");                                      \
         cr_test_resp_free(&r_);                                                                                       \
     } while (0)
@@ -186,7 +148,7 @@ static int next_frame(cr_test_stream_t *s, cr_buf_t *frame, int timeout_ms, int 
         cr_buf_reset(frame);
         if ((rc2 = cr_test_stream_next(s, frame, left > 0 ? (int)left : 0)) != 0)
             return rc2;
-        if (strcmp(mp_text(frame->base, frame->len, "k", k, sizeof(k)), "ping") != 0)
+        if (strcmp(cr_test_mp_text(frame->base, frame->len, "k", k, sizeof(k)), "ping") != 0)
             return 0;
         if (pings != NULL)
             ++*pings;
@@ -201,8 +163,8 @@ static int next_act(cr_test_stream_t *s, cr_buf_t *frame, char id[48], cr_span_t
     okf(rc2 == 0, "an act frame arrives (%d)", rc2);
     if (rc2 != 0)
         return -1;
-    ok_str(mp_text(frame->base, frame->len, "k", k, sizeof(k)), "act");
-    mp_text(frame->base, frame->len, "id", id, 48);
+    ok_str(cr_test_mp_text(frame->base, frame->len, "k", k, sizeof(k)), "act");
+    cr_test_mp_text(frame->base, frame->len, "id", id, 48);
     okf(id[0] != '\0' && strchr(id, '-') != NULL, "the frame's id is a stream id: %s", id);
     if (cr_mp_map_get(frame->base, frame->len, "act", act) != 0) {
         ok(!"the frame has act");
@@ -250,8 +212,8 @@ static void test_live(void)
              "\"by\": \"someone-else\", \"b\": {\"rid\": \"r1\"}, \"zz\": \"unknown keys are dropped\"}",
              aid);
     ok(post_json(&resp, &relay_a, "/v1/actions", acme_dev, json) == 202);
-    ok_str(jtext(&resp, "aid", buf, sizeof(buf)), aid);
-    ok_str(jtext(&resp, "queued", buf, sizeof(buf)), "true");
+    ok_str(cr_test_json_text(&resp, "aid", buf, sizeof(buf)), aid);
+    ok_str(cr_test_json_text(&resp, "queued", buf, sizeof(buf)), "true");
     cr_test_resp_free(&resp);
     if (next_act(s, &frame, id, &act) == 0) {
         memset(&a, 0, sizeof(a));
@@ -323,7 +285,7 @@ static void test_live(void)
                         CR_HTTP_H2C | CR_HTTP_ACCEPT_MSGPACK) == 0);
         okf(resp.status == 202 && strstr(resp.content_type, "msgpack") != NULL, "202 in msgpack (%ld %s)", resp.status,
             resp.content_type);
-        ok_str(mp_text(resp.body, resp.body_len, "aid", buf, sizeof(buf)), aid);
+        ok_str(cr_test_mp_text(resp.body, resp.body_len, "aid", buf, sizeof(buf)), aid);
         cr_test_resp_free(&resp);
         if (next_act(s, &frame, id, &act) == 0) {
             a.by = (cr_span_t){admin_id, strlen(admin_id)};
@@ -341,8 +303,8 @@ static void test_live(void)
     /* the same aid again: 200 duplicate, nothing queued, nothing sent */
     snprintf(json, sizeof(json), "{\"sid\": \"S1\", \"k\": \"reply\", \"aid\": \"%s\", \"b\": {\"text\": \"again\"}}", aid2);
     ok(post_json(&resp, &relay_a, "/v1/actions", acme_dev, json) == 200);
-    ok_str(jtext(&resp, "aid", buf, sizeof(buf)), aid2);
-    ok_str(jtext(&resp, "duplicate", buf, sizeof(buf)), "true");
+    ok_str(cr_test_json_text(&resp, "aid", buf, sizeof(buf)), aid2);
+    ok_str(cr_test_json_text(&resp, "duplicate", buf, sizeof(buf)), "true");
     cr_test_resp_free(&resp);
     expect_quiet(s, "after a duplicate");
     snprintf(json, sizeof(json), "cr:{acme}:act:%s", acme_host_id);
@@ -461,7 +423,7 @@ static void test_queued_while_away(void)
                          "{\"cursor\": \"99999999999999-0\"}", NULL};
     for (int i = 0; bad[i] != NULL; ++i) {
         long st = post_json(&resp, &relay_a, "/v1/host/actions/ack", acme_host, bad[i]);
-        okf(st == 400 && strcmp(jtext(&resp, "error.field", buf, sizeof(buf)), "cursor") == 0, "ack %s -> %ld %s", bad[i], st,
+        okf(st == 400 && strcmp(cr_test_json_text(&resp, "error.field", buf, sizeof(buf)), "cursor") == 0, "ack %s -> %ld %s", bad[i], st,
             resp.body);
         cr_test_resp_free(&resp);
     }
@@ -480,7 +442,7 @@ static void test_queued_while_away(void)
         char url[256];
         snprintf(url, sizeof(url), "%s/v1/host/actions?after=not-an-id", relay_a.url);
         ok(cr_test_http(&resp, "GET", url, acme_host, NULL, NULL, 0, CR_HTTP_H2C) == 0);
-        okf(resp.status == 400 && strcmp(jtext(&resp, "error.field", buf, sizeof(buf)), "after") == 0, "after=not-an-id -> %ld %s",
+        okf(resp.status == 400 && strcmp(cr_test_json_text(&resp, "error.field", buf, sizeof(buf)), "after") == 0, "after=not-an-id -> %ld %s",
             resp.status, resp.body);
         cr_test_resp_free(&resp);
     }
@@ -545,7 +507,7 @@ static void test_backpressure(void)
     ok(s != NULL);
     cr_test_sleep_ms(1000);
     while (s != NULL && got < N && next_frame(s, &frame, 5000, NULL) == 0) {
-        mp_text(frame.base, frame.len, "id", id, sizeof(id));
+        cr_test_mp_text(frame.base, frame.len, "id", id, sizeof(id));
         if (cr_mp_map_get(frame.base, frame.len, "act", &act) != 0 || cr_action_decode(&a, act.base, act.len, NULL) != 0 ||
             !cr_span_eq(a.aid, want_ids[got], CR_ULID_LEN)) {
             in_order = 0;
@@ -590,7 +552,7 @@ static void test_pings(void)
             if (cr_test_stream_next(s, &frame, left > 0 ? (int)left : 0) != 0)
                 break;
             ok_bytes(frame.base, frame.len, "\x81\xa1k\xa4" "ping", 8);
-            if (strcmp(mp_text(frame.base, frame.len, "k", k, sizeof(k)), "ping") == 0)
+            if (strcmp(cr_test_mp_text(frame.base, frame.len, "k", k, sizeof(k)), "ping") == 0)
                 ++n;
             else
                 ++other;

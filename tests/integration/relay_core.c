@@ -22,6 +22,7 @@
 #include "corral/buf.h"
 #include "corral/json.h"
 #include "corral/mp.h"
+#include "mp_text.h"
 #include "harness.h"
 #include "http_client.h"
 #include "proc.h"
@@ -35,37 +36,10 @@ static char admin_tok[64], host_tok[64];
 
 /* ---- helpers --------------------------------------------------------------------------------------------------- */
 
-/* The string at a dotted path of a JSON body ("error.code"); "" when absent. Returns out. */
-static const char *jtext(const cr_test_resp_t *r, const char *path, char *out, size_t outlen)
-{
-    cr_buf_t mp;
-    cr_span_t cur;
-    cr_mp_item_t it;
-    char key[64];
-    out[0] = '\0';
-    cr_buf_init(&mp, 1 << 20);
-    if (r->body == NULL || cr_json_to_msgpack(&mp, r->body, r->body_len, NULL) != 0)
-        goto done;
-    cur = (cr_span_t){mp.base, mp.len};
-    while (*path != '\0') {
-        const char *dot = strchr(path, '.');
-        size_t n = dot != NULL ? (size_t)(dot - path) : strlen(path);
-        snprintf(key, sizeof(key), "%.*s", (int)n, path);
-        if (cr_mp_map_get(cur.base, cur.len, key, &cur) != 0)
-            goto done;
-        path += n + (dot != NULL);
-    }
-    if (cr_mp_read(cur.base, cur.base + cur.len, &it) != 0 && it.type == 5 /* MSGPACK_OBJECT_STR */)
-        snprintf(out, outlen, "%.*s", (int)it.bytes.len, it.bytes.base);
-done:
-    cr_buf_free(&mp);
-    return out;
-}
-
 static const char *ecode(const cr_test_resp_t *r)
 {
     static char code[64];
-    return jtext(r, "error.code", code, sizeof(code));
+    return cr_test_json_text(r, "error.code", code, sizeof(code));
 }
 
 /* One request to base+path (flags as cr_test_http; a JSON body when json is not NULL). Returns the status (0: none). */
@@ -228,11 +202,11 @@ static void test_tokens_hashed(void)
 
     /* a device token from pairing too */
     ok(req(&r, relay.url, "POST", "/v1/host/pair", host_tok, NULL, 0) == 200);
-    jtext(&r, "code", code, sizeof(code));
+    cr_test_json_text(&r, "code", code, sizeof(code));
     cr_test_resp_free(&r);
     snprintf(body, sizeof(body), "{\"code\":\"%s\",\"name\":\"phone\"}", code);
     ok(req(&r, relay.url, "POST", "/v1/pair/claim", NULL, body, 0) == 200);
-    jtext(&r, "token", dev_tok, sizeof(dev_tok));
+    cr_test_json_text(&r, "token", dev_tok, sizeof(dev_tok));
     cr_test_resp_free(&r);
     ok(strncmp(dev_tok, "crt_", 4) == 0);
 
@@ -442,11 +416,11 @@ static void test_http_versions(void)
     cr_test_resp_free(&r);
     /* an authenticated JSON exchange over each */
     ok(req(&r, relay.url, "POST", "/v1/host/pair", host_tok, NULL, 0) == 200);
-    ok(r.http_version == 1 && strlen(jtext(&r, "code", code, sizeof(code))) == 10);
-    ok_str(jtext(&r, "url", code, sizeof(code)), relay.url); /* no http.public_url: the URL the host used */
+    ok(r.http_version == 1 && strlen(cr_test_json_text(&r, "code", code, sizeof(code))) == 10);
+    ok_str(cr_test_json_text(&r, "url", code, sizeof(code)), relay.url); /* no http.public_url: the URL the host used */
     cr_test_resp_free(&r);
     ok(req(&r, relay.url, "POST", "/v1/host/pair", host_tok, NULL, CR_HTTP_H2C) == 200);
-    ok(r.http_version == 2 && strlen(jtext(&r, "code", code, sizeof(code))) == 10);
+    ok(r.http_version == 2 && strlen(cr_test_json_text(&r, "code", code, sizeof(code))) == 10);
     ok(strncmp(r.content_type, "application/json", 16) == 0);
     cr_test_resp_free(&r);
     ok(req(&r, relay.url, "POST", "/v1/host/pair", host_tok, NULL, CR_HTTP_H2C | CR_HTTP_ACCEPT_MSGPACK) == 200);

@@ -12,6 +12,7 @@
 #include "corral/json.h"
 #include "corral/mp.h"
 #include "corral/ulid.h"
+#include "mp_text.h"
 #include "harness.h"
 #include "http_client.h"
 #include "proc.h"
@@ -29,64 +30,17 @@ static char other_dev_token[64], other_dev_id[32]; /* a device of team "other" *
 
 /* ---- helpers --------------------------------------------------------------------------------------------------- */
 
-/* Finds the value at a dotted path ("error.code") in a msgpack map. Returns 0 with its span, or -1. */
-static int mp_path(const char *mp, size_t len, const char *path, cr_span_t *out)
-{
-    char key[64];
-    cr_span_t cur = {mp, len};
-    while (*path != '\0') {
-        const char *dot = strchr(path, '.');
-        size_t n = dot != NULL ? (size_t)(dot - path) : strlen(path);
-        if (n >= sizeof(key))
-            return -1;
-        memcpy(key, path, n);
-        key[n] = '\0';
-        if (cr_mp_map_get(cur.base, cur.len, key, &cur) != 0)
-            return -1;
-        path += n + (dot != NULL);
-    }
-    *out = cur;
-    return 0;
-}
-
-/* The string or unsigned integer at path in a msgpack map, as text in out ("" when absent or another type). */
-static const char *mp_text(const char *mp, size_t len, const char *path, char *out, size_t outlen)
-{
-    cr_span_t v;
-    cr_mp_item_t it;
-    out[0] = '\0';
-    if (mp_path(mp, len, path, &v) != 0 || cr_mp_read(v.base, v.base + v.len, &it) == 0)
-        return out;
-    if (it.type == 5 /* MSGPACK_OBJECT_STR */)
-        snprintf(out, outlen, "%.*s", (int)it.bytes.len, it.bytes.base);
-    else if (it.type == 2 /* MSGPACK_OBJECT_POSITIVE_INTEGER */)
-        snprintf(out, outlen, "%llu", (unsigned long long)it.u);
-    return out;
-}
-
-/* The text at path in a JSON response body (see mp_text). */
-static const char *jtext(const cr_test_resp_t *r, const char *path, char *out, size_t outlen)
-{
-    cr_buf_t mp;
-    out[0] = '\0';
-    cr_buf_init(&mp, 1 << 20);
-    if (r->body != NULL && cr_json_to_msgpack(&mp, r->body, r->body_len, NULL) == 0)
-        mp_text(mp.base, mp.len, path, out, outlen);
-    cr_buf_free(&mp);
-    return out;
-}
-
 /* The error code of a response ("" when none). */
 static const char *ecode(const cr_test_resp_t *r)
 {
     static char code[64];
-    return jtext(r, "error.code", code, sizeof(code));
+    return cr_test_json_text(r, "error.code", code, sizeof(code));
 }
 
 static const char *efield(const cr_test_resp_t *r)
 {
     static char field[96];
-    return jtext(r, "error.field", field, sizeof(field));
+    return cr_test_json_text(r, "error.field", field, sizeof(field));
 }
 
 /* One JSON request to the relay at path; the response in *r (freed by the caller). */
@@ -119,7 +73,7 @@ static int pair(const char *token, char *code, size_t codelen)
 {
     cr_test_resp_t r = {0};
     int rv = req(&r, "POST", "/v1/host/pair", token, NULL) == 200 ? 0 : -1;
-    jtext(&r, "code", code, codelen);
+    cr_test_json_text(&r, "code", code, codelen);
     if (rv != 0)
         note("pair: %ld %s", r.status, r.body);
     cr_test_resp_free(&r);
@@ -135,9 +89,9 @@ static long claim(const char *code, const char *name, char *token, size_t tokenl
     snprintf(body, sizeof(body), "{\"code\":\"%s\",\"name\":\"%s\"}", code, name);
     st = req(&r, "POST", "/v1/pair/claim", NULL, body);
     if (token != NULL)
-        jtext(&r, "token", token, tokenlen);
+        cr_test_json_text(&r, "token", token, tokenlen);
     if (dev != NULL)
-        jtext(&r, "device", dev, devlen);
+        cr_test_json_text(&r, "device", dev, devlen);
     cr_test_resp_free(&r);
     return st;
 }
@@ -192,12 +146,12 @@ static void test_pair_and_claim(void)
     size_t reclen;
 
     ok(req(&r, "POST", "/v1/host/pair", acme_host, NULL) == 200);
-    jtext(&r, "code", code, sizeof(code));
+    cr_test_json_text(&r, "code", code, sizeof(code));
     okf(strlen(code) == 10 && strspn(code, "0123456789ABCDEFGHJKMNPQRSTVWXYZ") == 10, "a 10-character Crockford code: %s", code);
-    okf(strtoull(jtext(&r, "expires", buf, sizeof(buf)), NULL, 10) >= now + 590000 &&
+    okf(strtoull(cr_test_json_text(&r, "expires", buf, sizeof(buf)), NULL, 10) >= now + 590000 &&
             strtoull(buf, NULL, 10) <= cr_now_ms() + 600000,
         "expires in 10 minutes: %s (now %llu)", buf, (unsigned long long)now);
-    ok_str(jtext(&r, "url", buf, sizeof(buf)), PUBLIC_URL);
+    ok_str(cr_test_json_text(&r, "url", buf, sizeof(buf)), PUBLIC_URL);
     cr_test_resp_free(&r);
 
     /* in Redis: a global key (the claimer does not know the team), with a TTL of at most 10 minutes */
@@ -236,9 +190,9 @@ static void test_pair_and_claim(void)
     ok(rint_cmd("SISMEMBER cr:{acme}:toks %s", hash, NULL) == 1);
     reclen = device_record(rec, sizeof(rec), "acme", dev_id);
     ok(reclen > 0);
-    ok_str(mp_text(rec, reclen, "id", buf, sizeof(buf)), dev_id);
-    ok_str(mp_text(rec, reclen, "name", buf, sizeof(buf)), "Ana's phone");
-    ok_str(mp_text(rec, reclen, "provider", buf, sizeof(buf)), "none");
+    ok_str(cr_test_mp_text(rec, reclen, "id", buf, sizeof(buf)), dev_id);
+    ok_str(cr_test_mp_text(rec, reclen, "name", buf, sizeof(buf)), "Ana's phone");
+    ok_str(cr_test_mp_text(rec, reclen, "provider", buf, sizeof(buf)), "none");
 
     /* single use: the same answer as for a code that never was */
     {
@@ -328,25 +282,25 @@ static void test_devices_register(void)
     /* each provider, by the device itself: the id is its own */
     ok(req(&r, "POST", "/v1/devices", dev_token,
            "{\"name\":\"Ana's iPhone\",\"provider\":\"apns\",\"token\":\"" HEX64 "\",\"env\":\"sandbox\"}") == 201);
-    ok_str(jtext(&r, "id", buf, sizeof(buf)), dev_id);
+    ok_str(cr_test_json_text(&r, "id", buf, sizeof(buf)), dev_id);
     cr_test_resp_free(&r);
     reclen = device_record(rec, sizeof(rec), "acme", dev_id);
-    ok_str(mp_text(rec, reclen, "provider", buf, sizeof(buf)), "apns");
-    ok_str(mp_text(rec, reclen, "token", buf, sizeof(buf)), "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
-    ok_str(mp_text(rec, reclen, "env", buf, sizeof(buf)), "sandbox");
-    ok_str(mp_text(rec, reclen, "name", buf, sizeof(buf)), "Ana's iPhone");
-    ok_str(mp_text(rec, reclen, "filters.min_pri", buf, sizeof(buf)), "2");
+    ok_str(cr_test_mp_text(rec, reclen, "provider", buf, sizeof(buf)), "apns");
+    ok_str(cr_test_mp_text(rec, reclen, "token", buf, sizeof(buf)), "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef");
+    ok_str(cr_test_mp_text(rec, reclen, "env", buf, sizeof(buf)), "sandbox");
+    ok_str(cr_test_mp_text(rec, reclen, "name", buf, sizeof(buf)), "Ana's iPhone");
+    ok_str(cr_test_mp_text(rec, reclen, "filters.min_pri", buf, sizeof(buf)), "2");
 
     expect("POST", "/v1/devices", dev_token, "{\"provider\":\"apns\",\"token\":\"" HEX64 "\"}", 201, NULL, NULL);
     reclen = device_record(rec, sizeof(rec), "acme", dev_id);
-    ok_str(mp_text(rec, reclen, "env", buf, sizeof(buf)), "production");
-    ok_str(mp_text(rec, reclen, "name", buf, sizeof(buf)), "Ana's phone"); /* the paired name when none is given */
+    ok_str(cr_test_mp_text(rec, reclen, "env", buf, sizeof(buf)), "production");
+    ok_str(cr_test_mp_text(rec, reclen, "name", buf, sizeof(buf)), "Ana's phone"); /* the paired name when none is given */
 
     expect("POST", "/v1/devices", dev_token, "{\"name\":\"Pixel\",\"provider\":\"fcm\",\"token\":\"dGVzdA:APA91bH-x_y\"}", 201,
            NULL, NULL);
     reclen = device_record(rec, sizeof(rec), "acme", dev_id);
-    ok_str(mp_text(rec, reclen, "provider", buf, sizeof(buf)), "fcm");
-    ok_str(mp_text(rec, reclen, "token", buf, sizeof(buf)), "dGVzdA:APA91bH-x_y");
+    ok_str(cr_test_mp_text(rec, reclen, "provider", buf, sizeof(buf)), "fcm");
+    ok_str(cr_test_mp_text(rec, reclen, "token", buf, sizeof(buf)), "dGVzdA:APA91bH-x_y");
 
     expect("POST", "/v1/devices", dev_token,
            "{\"name\":\"Browser\",\"provider\":\"webpush\",\"subscription\":{\"endpoint\":\"https://push.example.net/wp/abc\","
@@ -354,23 +308,23 @@ static void test_devices_register(void)
            "\"filters\":{\"hosts\":[\"h1\",\"h-2\"],\"identities\":[\"feature-auth-agent\"],\"min_pri\":1,\"muted\":[\"S1\"]}}",
            201, NULL, NULL);
     reclen = device_record(rec, sizeof(rec), "acme", dev_id);
-    ok_str(mp_text(rec, reclen, "provider", buf, sizeof(buf)), "webpush");
-    ok_str(mp_text(rec, reclen, "subscription.endpoint", buf, sizeof(buf)), "https://push.example.net/wp/abc");
-    ok_str(mp_text(rec, reclen, "subscription.keys.p256dh", buf, sizeof(buf)), P256DH);
-    ok_str(mp_text(rec, reclen, "subscription.keys.auth", buf, sizeof(buf)), AUTH); /* padding dropped */
-    ok_str(mp_text(rec, reclen, "filters.min_pri", buf, sizeof(buf)), "1");
+    ok_str(cr_test_mp_text(rec, reclen, "provider", buf, sizeof(buf)), "webpush");
+    ok_str(cr_test_mp_text(rec, reclen, "subscription.endpoint", buf, sizeof(buf)), "https://push.example.net/wp/abc");
+    ok_str(cr_test_mp_text(rec, reclen, "subscription.keys.p256dh", buf, sizeof(buf)), P256DH);
+    ok_str(cr_test_mp_text(rec, reclen, "subscription.keys.auth", buf, sizeof(buf)), AUTH); /* padding dropped */
+    ok_str(cr_test_mp_text(rec, reclen, "filters.min_pri", buf, sizeof(buf)), "1");
     {
         cr_span_t v;
-        ok(mp_path(rec, reclen, "filters.hosts", &v) == 0);
+        ok(cr_test_mp_path(rec, reclen, "filters.hosts", &v) == 0);
         ok_bytes(v.base, v.len, "\x92\xa2h1\xa3h-2", 8);
-        ok(mp_path(rec, reclen, "filters.muted", &v) == 0);
+        ok(cr_test_mp_path(rec, reclen, "filters.muted", &v) == 0);
         ok_bytes(v.base, v.len, "\x91\xa2S1", 4);
-        ok(mp_path(rec, reclen, "token", &v) != 0); /* nothing left of the fcm registration */
+        ok(cr_test_mp_path(rec, reclen, "token", &v) != 0); /* nothing left of the fcm registration */
     }
 
     expect("POST", "/v1/devices", dev_token, "{\"name\":\"Quiet\",\"provider\":\"none\"}", 201, NULL, NULL);
     reclen = device_record(rec, sizeof(rec), "acme", dev_id);
-    ok_str(mp_text(rec, reclen, "provider", buf, sizeof(buf)), "none");
+    ok_str(cr_test_mp_text(rec, reclen, "provider", buf, sizeof(buf)), "none");
 
     /* msgpack in, msgpack out */
     {
@@ -381,7 +335,7 @@ static void test_devices_register(void)
         ok(cr_test_http(&m, "POST", url, dev_token, "application/msgpack", mp, sizeof(mp) - 1, CR_HTTP_ACCEPT_MSGPACK) == 0);
         ok(m.status == 201);
         ok(strstr(m.content_type, "msgpack") != NULL);
-        ok_str(mp_text(m.body, m.body_len, "id", buf, sizeof(buf)), dev_id);
+        ok_str(cr_test_mp_text(m.body, m.body_len, "id", buf, sizeof(buf)), dev_id);
         cr_test_resp_free(&m);
     }
 
@@ -455,18 +409,18 @@ static void test_devices_register(void)
     expect("POST", "/v1/devices", dev_token, NULL, 400, "bad_request", NULL);
     /* what failed changed nothing */
     reclen = device_record(rec, sizeof(rec), "acme", dev_id);
-    ok_str(mp_text(rec, reclen, "name", buf, sizeof(buf)), "mp");
+    ok_str(cr_test_mp_text(rec, reclen, "name", buf, sizeof(buf)), "mp");
 
     /* who may register what */
     expect("POST", "/v1/devices", acme_host, "{\"provider\":\"none\"}", 403, "forbidden", NULL);
     expect("POST", "/v1/devices", NULL, "{\"provider\":\"none\"}", 401, "unauthorized", NULL);
     expect("POST", "/v1/devices", dev_token, "{\"provider\":\"none\",\"id\":\"someone-else\"}", 403, "forbidden", "id");
     ok(req(&r, "POST", "/v1/devices", acme_admin, "{\"name\":\"kiosk\",\"provider\":\"none\"}") == 201);
-    ok(cr_ulid_parse(jtext(&r, "id", buf, sizeof(buf)), NULL));
+    ok(cr_ulid_parse(cr_test_json_text(&r, "id", buf, sizeof(buf)), NULL));
     ok(device_record(rec, sizeof(rec), "acme", buf) > 0);
     cr_test_resp_free(&r);
     ok(req(&r, "POST", "/v1/devices", acme_admin, "{\"id\":\"ops-pager\",\"provider\":\"fcm\",\"token\":\"t0k\"}") == 201);
-    ok_str(jtext(&r, "id", buf, sizeof(buf)), "ops-pager");
+    ok_str(cr_test_json_text(&r, "id", buf, sizeof(buf)), "ops-pager");
     cr_test_resp_free(&r);
     expect("POST", "/v1/devices", acme_admin, "{\"id\":\"bad id\",\"provider\":\"none\"}", 400, "bad_request", "id");
 }

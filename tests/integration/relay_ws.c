@@ -20,6 +20,7 @@
 #include "corral/json.h"
 #include "corral/mp.h"
 #include "corral/ulid.h"
+#include "mp_text.h"
 #include "harness.h"
 #include "http_client.h"
 #include "redis_server.h"
@@ -56,23 +57,6 @@ static int64_t now_ms(void)
     return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
 }
 
-/* The string or unsigned integer under key of a msgpack map, as text ("" when absent or another type). */
-static const char *mp_text(const char *mp, size_t len, const char *key, char *out, size_t outlen)
-{
-    cr_span_t v;
-    cr_mp_item_t it;
-    size_t used;
-    out[0] = '\0';
-    if (cr_mp_check(mp, len, NULL, len, NULL, &used) != 0 || cr_mp_map_get(mp, len, key, &v) != 0 ||
-        cr_mp_read(v.base, v.base + v.len, &it) == 0)
-        return out;
-    if (it.type == 5 /* MSGPACK_OBJECT_STR */)
-        snprintf(out, outlen, "%.*s", (int)it.bytes.len, it.bytes.base);
-    else if (it.type == 2 /* MSGPACK_OBJECT_POSITIVE_INTEGER */)
-        snprintf(out, outlen, "%llu", (unsigned long long)it.u);
-    return out;
-}
-
 /* The raw msgpack value under key (len 0 when absent). */
 static cr_span_t mp_value(const char *mp, size_t len, const char *key)
 {
@@ -89,13 +73,13 @@ static const char *error_code(const char *mp, size_t len, char *out, size_t outl
     cr_span_t e = mp_value(mp, len, "error");
     out[0] = '\0';
     if (e.len != 0)
-        mp_text(e.base, e.len, "code", out, outlen);
+        cr_test_mp_text(e.base, e.len, "code", out, outlen);
     return out;
 }
 
 static const char *k_of(const cr_buf_t *f, char *out, size_t outlen)
 {
-    return mp_text(f->base, f->len, "k", out, outlen);
+    return cr_test_mp_text(f->base, f->len, "k", out, outlen);
 }
 
 /* Hex SHA-256 of a token: what cr:tok:<hash> is keyed by. */
@@ -231,8 +215,8 @@ static int expect_replay(cr_test_ws_t *ws, team_t *t, const char *sid, uint64_t 
             note("frame %d: k = '%s'", i, k);
             continue;
         }
-        mp_text(f.base, f.len, "id", id, sizeof(id));
-        mp_text(f.base, f.len, "host", host, sizeof(host));
+        cr_test_mp_text(f.base, f.len, "id", id, sizeof(id));
+        cr_test_mp_text(f.base, f.len, "host", host, sizeof(host));
         cr_span_t e = mp_value(f.base, f.len, "e");
         make_event(&env, sid, first + (uint64_t)i, big);
         if (i < n && e.len == env.len && memcmp(e.base, env.base, env.len) == 0 && strcmp(host, t->host_id) == 0 && id[0] != '\0' &&
@@ -265,10 +249,10 @@ static int expect_live(cr_test_ws_t *ws, team_t *t, const char *sid, uint64_t se
     } else {
         cr_span_t e = mp_value(f.base, f.len, "e");
         make_event(&env, sid, seq, big);
-        good = strcmp(k_of(&f, k, sizeof(k)), "ev") == 0 && strcmp(mp_text(f.base, f.len, "host", host, sizeof(host)), t->host_id) == 0 &&
+        good = strcmp(k_of(&f, k, sizeof(k)), "ev") == 0 && strcmp(cr_test_mp_text(f.base, f.len, "host", host, sizeof(host)), t->host_id) == 0 &&
                e.len == env.len && memcmp(e.base, env.base, env.len) == 0;
         if (id_out != NULL)
-            mp_text(f.base, f.len, "id", id_out, 64);
+            cr_test_mp_text(f.base, f.len, "id", id_out, 64);
         if (!good)
             note("live frame: k %s, host %s, e %zu bytes (want seq %llu)", k, host, e.len, (unsigned long long)seq);
         cr_buf_free(&env);
@@ -402,7 +386,7 @@ static int read_all_once(cr_test_ws_t *ws, int want, int stored)
             continue;
         }
         cr_span_t e = mp_value(f.base, f.len, "e");
-        mp_text(e.base, e.len, "seq", seq, sizeof(seq));
+        cr_test_mp_text(e.base, e.len, "seq", seq, sizeof(seq));
         if (atoi(seq) != n + 1 && good)
             note("frame %d is seq %s", n, seq), good = 0;
         ++n;
@@ -570,12 +554,12 @@ static void test_frames(void)
     ok(cr_json_to_msgpack(&act, json, strlen(json), NULL) == 0);
     ok(cr_test_ws_send(&ws, CR_WS_BINARY, act.base, act.len) == 0);
     ok(next(&ws, &f, WAIT_MS) == 0 && strcmp(k_of(&f, k, sizeof(k)), "ack") == 0);
-    ok_str(mp_text(f.base, f.len, "aid", v, sizeof(v)), aid);
-    okf(strcmp(mp_text(f.base, f.len, "status", v, sizeof(v)), "202") == 0, "status %s", v);
+    ok_str(cr_test_mp_text(f.base, f.len, "aid", v, sizeof(v)), aid);
+    okf(strcmp(cr_test_mp_text(f.base, f.len, "status", v, sizeof(v)), "202") == 0, "status %s", v);
     ok(mp_value(f.base, f.len, "queued").len == 1);
     ok(cr_test_ws_send(&ws, CR_WS_BINARY, act.base, act.len) == 0);
     ok(next(&ws, &f, WAIT_MS) == 0 && strcmp(k_of(&f, k, sizeof(k)), "ack") == 0);
-    ok_str(mp_text(f.base, f.len, "status", v, sizeof(v)), "200");
+    ok_str(cr_test_mp_text(f.base, f.len, "status", v, sizeof(v)), "200");
     ok(mp_value(f.base, f.len, "duplicate").len == 1);
     /* in JSON: the answer in JSON */
     cr_ulid_new(aid);
@@ -585,17 +569,17 @@ static void test_frames(void)
     ok(cr_test_ws_recv(&ws, &f, &op, WAIT_MS) == 0 && op == CR_WS_TEXT);
     act.len = 0;
     ok(cr_json_to_msgpack(&act, f.base, f.len, NULL) == 0);
-    ok_str(mp_text(act.base, act.len, "k", v, sizeof(v)), "ack");
-    ok_str(mp_text(act.base, act.len, "aid", v, sizeof(v)), aid);
-    ok_str(mp_text(act.base, act.len, "status", v, sizeof(v)), "202");
+    ok_str(cr_test_mp_text(act.base, act.len, "k", v, sizeof(v)), "ack");
+    ok_str(cr_test_mp_text(act.base, act.len, "aid", v, sizeof(v)), aid);
+    ok_str(cr_test_mp_text(act.base, act.len, "status", v, sizeof(v)), "202");
     /* a bad action: acked with its error */
     snprintf(json, sizeof(json), "{\"k\":\"approve\",\"sid\":\"nosuch\",\"aid\":\"%s\"}", "01JD3ZK4Q8V6N2B7C9XWRT5M0Z");
     act.len = 0;
     ok(cr_json_to_msgpack(&act, json, strlen(json), NULL) == 0);
     ok(cr_test_ws_send(&ws, CR_WS_BINARY, act.base, act.len) == 0);
     ok(next(&ws, &f, WAIT_MS) == 0 && strcmp(k_of(&f, k, sizeof(k)), "ack") == 0);
-    ok_str(mp_text(f.base, f.len, "status", v, sizeof(v)), "404");
-    ok_str(mp_text(f.base, f.len, "aid", v, sizeof(v)), "01JD3ZK4Q8V6N2B7C9XWRT5M0Z");
+    ok_str(cr_test_mp_text(f.base, f.len, "status", v, sizeof(v)), "404");
+    ok_str(cr_test_mp_text(f.base, f.len, "aid", v, sizeof(v)), "01JD3ZK4Q8V6N2B7C9XWRT5M0Z");
     ok_str(error_code(f.base, f.len, code, sizeof(code)), "not_found");
 
     /* a message over the action limit: close 1009 */
