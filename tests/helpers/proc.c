@@ -460,3 +460,14 @@ int cr_test_pid_listens(pid_t pid, int port)
     closedir(d);
     return found;
 }
+
+int cr_test_slot_kill(int slot, pid_t *pid)
+{
+    if (*pid <= 0)
+        return -1;
+    kill(*pid, SIGKILL);
+    cr_test_reap(*pid, 1, NULL);
+    *pid = 0;
+    cr_test_slot_set_pid(slot, 0);
+    return 0;
+}

@@ -50,6 +50,10 @@ void cr_test_slot_set_pid(int slot, pid_t pid);
 /* Stops the slot's child (SIGTERM, its grace, SIGKILL), removes its dir and frees the slot. Idempotent for 0. */
 void cr_test_slot_stop(int slot);
 
+/* Kills a child of slot `slot` at once (SIGKILL, as a crash would), reaps it and sets *pid to 0; the slot keeps its
+ * directory. Returns 0, or -1 when *pid is not running. */
+int cr_test_slot_kill(int slot, pid_t *pid);
+
 /* Finds an executable on PATH, then in /usr/bin. Returns 0 with its path in out, or -1. */
 int cr_test_find_program(char *out, size_t outlen, const char *name);
 

@@ -224,12 +224,7 @@ void cr_test_redis_stop(cr_test_redis_t *r)
 
 int cr_test_redis_kill(cr_test_redis_t *r)
 {
-    if (r->pid <= 0)
-        return -1;
-    kill(r->pid, SIGKILL);
-    cr_test_reap(r->pid, 1, NULL);
-    forget_pid(r);
-    return 0;
+    return cr_test_slot_kill(r->slot, &r->pid);
 }
 
 int cr_test_redis_restart(cr_test_redis_t *r)

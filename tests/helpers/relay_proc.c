@@ -274,12 +274,7 @@ void cr_test_relay_stop(cr_test_relay_t *r)
 
 int cr_test_relay_kill(cr_test_relay_t *r)
 {
-    if (r->pid <= 0)
-        return -1;
-    kill(r->pid, SIGKILL);
-    cr_test_reap(r->pid, 1, NULL);
-    forget_pid(r);
-    return 0;
+    return cr_test_slot_kill(r->_slot, &r->pid);
 }
 
 int cr_test_relay_restart(cr_test_relay_t *r)
