@@ -4,6 +4,7 @@
 #endif
 #include "redis_server.h"
 #include <errno.h>
+#include <stdarg.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -244,4 +245,18 @@ redisContext *cr_test_redis_connect(const cr_test_redis_t *r)
 const char *cr_test_redis_url(const cr_test_redis_t *r)
 {
     return r->url;
+}
+
+long long cr_test_redis_int(redisContext *c, const char *fmt, ...)
+{
+    va_list ap;
+    redisReply *x;
+    long long v;
+    va_start(ap, fmt);
+    x = redisvCommand(c, fmt, ap);
+    va_end(ap);
+    v = x != NULL && x->type == REDIS_REPLY_INTEGER ? x->integer : -999;
+    if (x != NULL)
+        freeReplyObject(x);
+    return v;
 }

@@ -8,6 +8,9 @@
 
 #ifndef PATH_MAX
 #define PATH_MAX 4096
+/* Runs one command (hiredis format) and returns its integer reply, or -999 when the reply is not an integer. */
+long long cr_test_redis_int(redisContext *c, const char *fmt, ...);
+
 #endif
 
 /* One redis-server child. Zero it (or use {0}) before the first cr_test_redis_start. */
@@ -42,5 +45,8 @@ redisContext *cr_test_redis_connect(const cr_test_redis_t *r);
 
 /* "redis://127.0.0.1:PORT". */
 const char *cr_test_redis_url(const cr_test_redis_t *r);
+
+/* Runs one command (hiredis format) and returns its integer reply, or -999 when the reply is not an integer. */
+long long cr_test_redis_int(redisContext *c, const char *fmt, ...);
 
 #endif

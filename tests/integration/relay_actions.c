@@ -79,16 +79,6 @@ static void make_session(const char *host_token, const char *sid)
     cr_test_resp_free(&resp);
 }
 
-static long long rint_cmd(const char *fmt, const char *a, const char *b)
-{
-    redisReply *x = b != NULL ? redisCommand(rc, fmt, a, b) : redisCommand(rc, fmt, a);
-    long long v = x != NULL && x->type == REDIS_REPLY_INTEGER ? x->integer : -999;
-    if (x != NULL)
-        freeReplyObject(x);
-    return v;
-}
-
-
 /* POSTs an action {sid, k, aid, ...extra} as JSON to relay r and checks the status and, for errors, code and field. */
 #define expect_action(r, token, json, status, code, field)                                                            \
     do {                                                                                                              \
@@ -247,7 +237,7 @@ static void test_live(void)
         ok(x != NULL && x->type == REDIS_REPLY_STRING && strcmp(x->str, id) == 0);
         if (x != NULL)
             freeReplyObject(x);
-        long long ttl = rint_cmd("TTL %s", key, NULL);
+        long long ttl = cr_test_redis_int(rc, "TTL %s", key);
         okf(ttl > 604700 && ttl <= 604800, "the aid is remembered 7 days (TTL %lld)", ttl);
     }
 
@@ -308,7 +298,7 @@ static void test_live(void)
     cr_test_resp_free(&resp);
     expect_quiet(s, "after a duplicate");
     snprintf(json, sizeof(json), "cr:{acme}:act:%s", acme_host_id);
-    okf(rint_cmd("XLEN %s", json, NULL) == 3, "3 actions queued (%lld)", rint_cmd("XLEN %s", json, NULL));
+    okf(cr_test_redis_int(rc, "XLEN %s", json) == 3, "3 actions queued (%lld)", cr_test_redis_int(rc, "XLEN %s", json));
     okf(cr_test_relay_metric(&relay_a, "corral_actions_duplicate_total") == 1, "1 duplicate counted");
 
 done:
@@ -328,9 +318,9 @@ static void test_errors(void)
     snprintf(json, sizeof(json), "{\"sid\": \"nope\", \"k\": \"approve\", \"aid\": \"%s\"}", aid);
     expect_action(&relay_a, acme_dev, json, 404, "not_found", NULL);
     snprintf(json, sizeof(json), "cr:{other}:aid:%s", aid);
-    ok(rint_cmd("EXISTS %s", json, NULL) == 0);
+    ok(cr_test_redis_int(rc, "EXISTS %s", json) == 0);
     snprintf(json, sizeof(json), "cr:{acme}:aid:%s", aid);
-    ok(rint_cmd("EXISTS %s", json, NULL) == 0);
+    ok(cr_test_redis_int(rc, "EXISTS %s", json) == 0);
 
     /* bad envelopes: 400 with the stable code and the field */
     expect_action(&relay_a, acme_dev, "{\"sid\": \"S1\", \"k\": \"approve\", \"aid\": \"bad aid\"}", 400, "bad_envelope", "aid");
@@ -349,7 +339,7 @@ static void test_errors(void)
     expect_action(&relay_a, acme_dev, "{\"sid\": \"S1\",", 400, "bad_json", NULL);
     expect_action(&relay_a, acme_dev, NULL, 400, "truncated", NULL);
     snprintf(json, sizeof(json), "cr:{acme}:aid:A1x");
-    ok(rint_cmd("EXISTS %s", json, NULL) == 0);
+    ok(cr_test_redis_int(rc, "EXISTS %s", json) == 0);
 
     /* who may post: devices and admins; a host token may not, nor nobody */
     snprintf(json, sizeof(json), "{\"sid\": \"S1\", \"k\": \"approve\", \"aid\": \"%s\"}", aid);
@@ -373,13 +363,13 @@ static void test_queued_while_away(void)
     ok(post_json(&resp, &relay_a, "/v1/host/actions/ack", acme_host, body) == 200);
     ok_str(resp.body, "{}");
     cr_test_resp_free(&resp);
-    okf(rint_cmd("XLEN %s", key, NULL) == 0, "acked actions are dropped from the stream (%lld left)",
-        rint_cmd("XLEN %s", key, NULL));
+    okf(cr_test_redis_int(rc, "XLEN %s", key) == 0, "acked actions are dropped from the stream (%lld left)",
+        cr_test_redis_int(rc, "XLEN %s", key));
 
     /* three actions while no downlink is open: queued */
     for (int i = 0; i < 3; ++i)
         ok(post_new_action(&relay_a, acme_dev, "S1", aids[i]) == 202);
-    ok(rint_cmd("XLEN %s", key, NULL) == 3);
+    ok(cr_test_redis_int(rc, "XLEN %s", key) == 3);
 
     /* it comes back without a cursor: the relay starts after its acked one; all 3, in order, once */
     s = downlink(&relay_a, acme_host, NULL, CR_HTTP_H2C);
@@ -418,7 +408,7 @@ static void test_queued_while_away(void)
         if (x != NULL)
             freeReplyObject(x);
     }
-    ok(rint_cmd("XLEN %s", key, NULL) == 0);
+    ok(cr_test_redis_int(rc, "XLEN %s", key) == 0);
     const char *bad[] = {"{\"cursor\": \"yesterday\"}", "{\"cursor\": 12}", "{}", "{\"cursor\": \"1-2-3\"}",
                          "{\"cursor\": \"99999999999999-0\"}", NULL};
     for (int i = 0; bad[i] != NULL; ++i) {

@@ -119,15 +119,6 @@ static size_t hget(char *out, size_t outlen, const char *key, const char *field)
     return n;
 }
 
-static long long rint_cmd(const char *fmt, const char *a, const char *b)
-{
-    redisReply *x = b != NULL ? redisCommand(rc, fmt, a, b) : redisCommand(rc, fmt, a);
-    long long v = x != NULL && x->type == REDIS_REPLY_INTEGER ? x->integer : -999;
-    if (x != NULL)
-        freeReplyObject(x);
-    return v;
-}
-
 /* The device record of team/id in cr:{T}:dev (msgpack) into rec; returns its length (0: none). */
 static size_t device_record(char *rec, size_t reclen, const char *team, const char *id)
 {
@@ -156,7 +147,7 @@ static void test_pair_and_claim(void)
 
     /* in Redis: a global key (the claimer does not know the team), with a TTL of at most 10 minutes */
     snprintf(key, sizeof(key), "cr:pair:%s", code);
-    long long ttl = rint_cmd("TTL %s", key, NULL);
+    long long ttl = cr_test_redis_int(rc, "TTL %s", key);
     okf(ttl > 590 && ttl <= 600, "TTL %lld", ttl);
     redisReply *x = redisCommand(rc, "GET %s", key);
     snprintf(val, sizeof(val), "%s", x != NULL && x->type == REDIS_REPLY_STRING ? x->str : "");
@@ -175,7 +166,7 @@ static void test_pair_and_claim(void)
     ok(claim(typed, "Ana's phone", dev_token, sizeof(dev_token), dev_id, sizeof(dev_id)) == 200);
     okf(strncmp(dev_token, "crt_", 4) == 0 && strlen(dev_token) == 47, "a device token (%zu chars)", strlen(dev_token));
     ok(cr_ulid_parse(dev_id, NULL));
-    ok(rint_cmd("EXISTS %s", key, NULL) == 0); /* consumed */
+    ok(cr_test_redis_int(rc, "EXISTS %s", key) == 0); /* consumed */
 
     /* the token works at once */
     expect("GET", "/v1/sessions", dev_token, NULL, 200, NULL, NULL);
@@ -187,7 +178,7 @@ static void test_pair_and_claim(void)
     ok_str((hget(buf, sizeof(buf), tokkey, "team"), buf), "acme");
     ok_str((hget(buf, sizeof(buf), tokkey, "id"), buf), dev_id);
     ok_str((hget(buf, sizeof(buf), tokkey, "label"), buf), "Ana's phone");
-    ok(rint_cmd("SISMEMBER cr:{acme}:toks %s", hash, NULL) == 1);
+    ok(cr_test_redis_int(rc, "SISMEMBER cr:{acme}:toks %s", hash) == 1);
     reclen = device_record(rec, sizeof(rec), "acme", dev_id);
     ok(reclen > 0);
     ok_str(cr_test_mp_text(rec, reclen, "id", buf, sizeof(buf)), dev_id);
@@ -210,7 +201,7 @@ static void test_pair_and_claim(void)
     /* an expired code */
     ok(pair(acme_host, code, sizeof(code)) == 0);
     snprintf(key, sizeof(key), "cr:pair:%s", code);
-    ok(rint_cmd("PEXPIRE %s 50", key, NULL) == 1);
+    ok(cr_test_redis_int(rc, "PEXPIRE %s 50", key) == 1);
     cr_test_sleep_ms(150);
     ok(claim(code, "late phone", NULL, 0, NULL, 0) == 404);
 
