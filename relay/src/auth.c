@@ -66,7 +66,7 @@ static bucket_t buckets[BUCKETS];
 /* Takes one request from the token's bucket; returns 0, or the ms until one is available. */
 static uint64_t rate_take(relay_t *relay, const char *token_hash)
 {
-    double rate = (double)cr_config_int(relay->conf, "ratelimit.per_second"), burst = (double)cr_config_int(relay->conf, "ratelimit.burst");
+    double rate = relay->rate_per_second, burst = relay->rate_burst;
     uint64_t key = 1;
     for (int i = 0; i < 16; ++i) /* the first 64 bits of the hash: uniform, and not chosen by the client */
         key = (key << 4) | (uint64_t)(token_hash[i] <= '9' ? token_hash[i] - '0' : token_hash[i] - 'a' + 10);

@@ -459,6 +459,9 @@ int relay_init(relay_t *relay, uv_loop_t *loop, cr_config_t *conf)
     relay->loop = loop;
     relay->conf = conf;
     relay->limits = cr_limits_default;
+    relay->rate_per_second = (double)cr_config_int(conf, "ratelimit.per_second");
+    relay->rate_burst = (double)cr_config_int(conf, "ratelimit.burst");
+    relay->events_maxlen = cr_config_int(conf, "events.maxlen");
     cr_ulid_new(relay->relay_id);
 
     h2o_config_init(&relay->h2o_config);

@@ -283,7 +283,7 @@ static void on_post_events(relay_req_t *rr)
         argf(in, "cr:{%s}:sx:%.*s", team, (int)sid.len, sid.base);
     }
     arg(in, in->host, strlen(in->host));
-    argf(in, "%" PRId64, cr_config_int(relay->conf, "events.maxlen"));
+    argf(in, "%" PRId64, relay->events_maxlen);
     argf(in, "%" PRIu64, cr_now_ms());
     argf(in, "cr:live:{%s}", team);
     for (uint32_t i = 0; i < it.count; ++i) {

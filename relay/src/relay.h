@@ -63,6 +63,8 @@ struct st_relay_t {
     uv_loop_t *loop;
     cr_config_t *conf;
     cr_limits_t limits;
+    double rate_per_second, rate_burst; /* ratelimit.* (read once: the auth path runs on every request) */
+    int64_t events_maxlen;              /* events.maxlen */
     char relay_id[27];            /* a ULID per process: consumer name, logs */
     h2o_globalconf_t h2o_config;
     h2o_context_t h2o_ctx;
