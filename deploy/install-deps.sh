@@ -10,7 +10,8 @@ libuv1-dev libh2o-dev libwslay-dev libssl-dev libcurl4-openssl-dev libgit2-dev
 libmsgpack-dev libsodium-dev libhiredis-dev redis-server
 libgmime-3.0-dev libpcre2-dev libqrencode-dev
 libpocketsphinx-dev pocketsphinx-en-us libopusfile-dev
-clang libclang-rt-14-dev"
+clang libclang-rt-14-dev
+python3 python3-cryptography python3-jwt"
 
 missing=""
 for p in $PKGS; do
