@@ -63,11 +63,11 @@ if ARGV[1] == 'events' then
             if c > 0 or (c == 0 and lowin) then
               local got = redis.call('XRANGE', KEYS[3], id, id)
               if #got == 1 then
-                local g, h, s, e = got[1][2], nil, nil, nil
+                local g, h, e = got[1][2], nil, nil
                 for k = 1, #g, 2 do
-                  if g[k] == 'host' then h = g[k + 1] elseif g[k] == 'sid' then s = g[k + 1] elseif g[k] == 'e' then e = g[k + 1] end
+                  if g[k] == 'host' then h = g[k + 1] elseif g[k] == 'e' then e = g[k + 1] end
                 end
-                if s == sid and h ~= nil and e ~= nil then
+                if h ~= nil and e ~= nil then
                   out[#out + 1] = id
                   out[#out + 1] = h
                   out[#out + 1] = e

@@ -17,8 +17,9 @@ extern const size_t relay_lua_ingest_len;
 static relay_script_t ingest_script = {.name = "ingest"};
 
 #define FIXED_KEYS 3 /* cr:{T}:seq, cr:{T}:ev, cr:{T}:sessions; then two keys per session */
-#define FIXED_ARGS 4 /* host, maxlen, now, channel; then ARGS_PER_EVENT per event */
-#define ARGS_PER_EVENT 10
+#define FIXED_ARGS 5 /* host, maxlen, now, channel, the number of sids; then the sids; then per event: */
+#define ARGS_PER_EVENT 4     /* j, seq, e, m ('0', or '1' and SUMMARY_ARGS more) */
+#define SUMMARY_ARGS 6       /* k, name, state, needs, rid, idn */
 #define KEY_MAX 160  /* "cr:{" team(64) "}:sx:" sid(64) */
 
 /* One batch between its validation and the script's answer. Every argv entry points into `arena`, into rr->body (the
@@ -75,7 +76,7 @@ static cr_span_t body_str(const cr_body_t *b, const char *key)
     return it.bytes;
 }
 
-/* Adds the summary arguments of one event (name, state, needs, rid, idn): what it changes in its session's summary.
+/* Adds m and, for an event that changes its session's summary, k, name, state, needs, rid and idn (see ingest.lua).
  * Sealed bodies reveal only their kind. */
 static void summary_args(ingest_t *in, const cr_event_t *ev)
 {
@@ -111,6 +112,12 @@ static void summary_args(ingest_t *in, const cr_event_t *ev)
     default:
         break;
     }
+    if (name.len == 0 && state.len == 0 && needs[0] == '\0' && ev->idn.len == 0) {
+        arg(in, "0", 1);
+        return;
+    }
+    arg(in, "1", 1);
+    arg(in, ev->k.base, ev->k.len);
     arg(in, name.base, name.len);
     arg(in, state.base, state.len);
     arg(in, needs, strlen(needs));
@@ -267,8 +274,8 @@ static void on_post_events(relay_req_t *rr)
         goto nomem;
     in->rr = rr;
     in->nkeys = FIXED_KEYS + 2 * (int)nsids;
-    maxargs = (size_t)in->nkeys + FIXED_ARGS + (size_t)ARGS_PER_EVENT * it.count;
-    in->arena_cap = (FIXED_KEYS + 2 * nsids) * KEY_MAX + it.count * 48 + 256;
+    maxargs = (size_t)in->nkeys + FIXED_ARGS + nsids + (size_t)(ARGS_PER_EVENT + SUMMARY_ARGS) * it.count;
+    in->arena_cap = (FIXED_KEYS + 2 * nsids) * KEY_MAX + it.count * 40 + 256;
     if ((in->argv = calloc(maxargs, sizeof(*in->argv))) == NULL || (in->lens = calloc(maxargs, sizeof(*in->lens))) == NULL ||
         (in->arena = malloc(in->arena_cap)) == NULL)
         goto nomem;
@@ -286,16 +293,17 @@ static void on_post_events(relay_req_t *rr)
     argf(in, "%" PRId64, relay->events_maxlen);
     argf(in, "%" PRIu64, cr_now_ms());
     argf(in, "cr:live:{%s}", team);
+    argf(in, "%zu", nsids);
+    for (size_t j = 0; j < nsids; ++j)
+        arg(in, items[first[j]].ev.sid.base, items[first[j]].ev.sid.len);
     for (uint32_t i = 0; i < it.count; ++i) {
         const item_t *x = &items[i];
-        argf(in, "%" PRIu32, (uint32_t)(FIXED_KEYS + 1 + 2 * x->sidx)); /* Lua's KEYS are 1-based */
-        arg(in, x->ev.sid.base, x->ev.sid.len);
+        argf(in, "%" PRIu32, x->sidx + 1); /* Lua counts from 1 */
         argf(in, "%" PRIu64, x->ev.seq);
-        arg(in, x->ev.k.base, x->ev.k.len);
         arg(in, x->raw.base, x->raw.len);
         summary_args(in, &x->ev);
     }
-    CR_ASSERT((size_t)in->argc == maxargs);
+    CR_ASSERT((size_t)in->argc <= maxargs);
 
     if (relay_rdb_script(&relay->rdb, &ingest_script, on_stored, in, in->nkeys, in->argc, in->argv, in->lens) != 0) {
         ingest_free(in);

@@ -6,8 +6,9 @@
 #include "relay.h"
 
 /* Notices on cr:live:{T}, first byte = type:
- *   'e' then one or more complete phone frames {k:"ev", id, host, e} in msgpack, concatenated (the ingest script
- *       publishes one notice per batch; split them with cr_mp_skip)
+ *   'e' : new events were stored (the ingest script publishes one per batch). live.c then reads them from cr:{T}:ev
+ *       after its cursor and hands listeners 'e' followed by one or more complete phone frames {k:"ev", id, host, e}
+ *       in msgpack, concatenated (split them with cr_mp_skip)
  *   'a' then "<host id>" : a new action was queued for that host (written by the action script) */
 #define RELAY_NOTICE_EVENT 'e'
 #define RELAY_NOTICE_ACTION 'a'
@@ -25,6 +26,7 @@ struct st_relay_listener_t {
     /* optional: Redis has confirmed the team's subscription, so every notice published from now on reaches l; called
      * once, from relay_live_add when it already was. Read what was published before (the replay) only from here. */
     void (*on_ready)(relay_listener_t *l);
+    uint8_t events; /* wants the team's new events ('e' notices); others get only 'a' notices (set before adding) */
     uint8_t _ready;
 };
 
@@ -42,6 +44,13 @@ void relay_live_on_subscribed(relay_t *relay, const char *channel, size_t channe
 
 /* Ends every live stream with on_close(why): at shutdown ("shutdown") and when Redis goes away ("unavailable"). */
 void relay_live_close_all(relay_t *relay, const char *why);
+
+struct redisReply;
+
+/* Appends the phone frame {k:"ev", id, host, e} of one cr:{T}:ev entry [id, [field, value, ...]] (as XRANGE returns
+ * it) to b, and points *id at the entry's id (inside entry) when the entry has one. Returns 0, or -1 when the entry is
+ * not one of ours or b is full (then b may hold part of the frame: the caller truncates it). */
+int relay_live_frame(cr_buf_t *b, const struct redisReply *entry, const char **id, size_t *idlen);
 
 /* Number of listeners (for /metrics). */
 size_t relay_live_count(relay_t *relay);

@@ -56,6 +56,7 @@ typedef struct st_ws_t {
     relay_req_t *rr;            /* the principal; held until the connection is freed (the relay's in-flight count) */
     h2o_websocket_conn_t *conn; /* NULL once the socket is closed */
     ws_replay_t *replay;        /* NULL once synced */
+    uint64_t sent_ms, sent_seq; /* once synced: the id of the last event sent (live frames at or before it are not) */
     cr_buf_t out;               /* frames taken from wslay, not yet written */
     cr_buf_t wout;              /* the socket write in progress */
     h2o_timeout_entry_t timer;  /* ping while open, linger while closing */
@@ -286,32 +287,21 @@ static int id_after(uint64_t ms, uint64_t seq, uint64_t than_ms, uint64_t than_s
 
 /* ---- replay -------------------------------------------------------------------------------------------------- */
 
-/* Sends one replayed entry [id, [field, value, ...]] as {k:"ev", id, host, e}, as the ingest script builds live
- * frames. Returns its size, or 0 when the entry is not one of ours (skipped). */
+/* Sends one replayed entry [id, [field, value, ...]] as {k:"ev", id, host, e}, the frame live.c makes of new
+ * entries. Returns its size, or 0 when the entry is not one of ours (skipped). */
 static size_t send_entry(ws_t *w, const redisReply *entry, cr_buf_t *b)
 {
-    const redisReply *id, *fields, *host = NULL, *e = NULL;
-    if (entry->type != REDIS_REPLY_ARRAY || entry->elements != 2 || (id = entry->element[0])->type != REDIS_REPLY_STRING ||
-        (fields = entry->element[1])->type != REDIS_REPLY_ARRAY)
-        return 0;
-    for (size_t i = 0; i + 1 < fields->elements; i += 2) {
-        const redisReply *k = fields->element[i], *v = fields->element[i + 1];
-        if (k->type != REDIS_REPLY_STRING || v->type != REDIS_REPLY_STRING)
-            continue;
-        if (k->len == 4 && memcmp(k->str, "host", 4) == 0)
-            host = v;
-        else if (k->len == 1 && k->str[0] == 'e')
-            e = v;
-    }
-    if (id->len > STREAM_ID_MAX - 2 || relay_stream_id_parse(id->str, id->len, &w->replay->last_ms, &w->replay->last_seq) != 0)
-        return 0;
-    snprintf(w->replay->start, sizeof(w->replay->start), "(%.*s", (int)id->len, id->str);
-    if (host == NULL || e == NULL || e->len == 0)
-        return 0;
+    const char *id = NULL;
+    size_t idlen = 0;
+    int rc;
     cr_buf_reset(b);
-    if (cr_mpw_map(b, 4) || CR_MPW_LIT(b, "k") || CR_MPW_LIT(b, "ev") || CR_MPW_LIT(b, "id") || cr_mpw_str(b, id->str, id->len) || CR_MPW_LIT(b, "host") ||
-        cr_mpw_str(b, host->str, host->len) || CR_MPW_LIT(b, "e") || mp_raw(b, e->str, e->len)) {
-        cr_log(CR_LOG_WARN, "ws: event %.*s of team %s is too large to replay; skipped", (int)id->len, id->str, w->l.team);
+    rc = relay_live_frame(b, entry, &id, &idlen);
+    if (id == NULL || idlen > STREAM_ID_MAX - 2 || relay_stream_id_parse(id, idlen, &w->replay->last_ms, &w->replay->last_seq) != 0)
+        return 0;
+    snprintf(w->replay->start, sizeof(w->replay->start), "(%.*s", (int)idlen, id);
+    if (rc != 0) {
+        cr_log(CR_LOG_WARN, "ws: entry %.*s of team %s is not an event or too large to replay; skipped", (int)idlen, id,
+               w->l.team);
         return 0;
     }
     if (ws_queue(w, WSLAY_BINARY_FRAME, b->base, b->len) == 0)
@@ -325,9 +315,12 @@ static void replay_done(ws_t *w)
     ws_replay_t *rp = w->replay;
     size_t n = 0;
     ws_queue(w, WSLAY_BINARY_FRAME, "\x81\xa1k\xa6synced", 10);
+    w->sent_ms = rp->last_ms, w->sent_seq = rp->last_seq;
     for (ws_held_t *h = rp->held; h != NULL; h = h->next)
-        if (id_after(h->ms, h->seq, rp->last_ms, rp->last_seq) && ws_queue(w, WSLAY_BINARY_FRAME, h->bytes, h->len) == 0)
+        if (id_after(h->ms, h->seq, w->sent_ms, w->sent_seq) && ws_queue(w, WSLAY_BINARY_FRAME, h->bytes, h->len) == 0) {
+            w->sent_ms = h->ms, w->sent_seq = h->seq;
             ++n;
+        }
     relay_of(w)->metrics.fanout_frames += n;
     cr_log(CR_LOG_DEBUG, "ws: synced (team %s, %s; %zu live frames held during the replay sent)", w->l.team, w->rr->who.id, n);
     replay_free(w);
@@ -387,7 +380,7 @@ static void replay_next(ws_t *w)
 
 /* ---- live notices -------------------------------------------------------------------------------------------- */
 
-/* Finds the stream id of a live frame {k:"ev", id, host, e}: ingest.lua writes k and id first, both str. Returns 0
+/* Finds the stream id of a live frame {k:"ev", id, host, e}: relay_live_frame writes k and id first, both str. Returns 0
  * or -1. (Cheap: the envelope after them is not looked at.) */
 static int frame_id(const char *p, size_t len, uint64_t *ms, uint64_t *seq)
 {
@@ -440,17 +433,21 @@ static void on_notice(relay_listener_t *l, const char *msg, size_t len)
     if (len < 2 || msg[0] != RELAY_NOTICE_EVENT || w->closing)
         return;
     ws_hold(w);
-    /* one notice carries a batch's frames, concatenated: each goes out as its own WebSocket message */
+    /* one notice carries new frames, concatenated: each goes out as its own WebSocket message */
     for (const char *p = msg + 1, *end = msg + len, *next; p < end && !w->closing; p = next) {
+        uint64_t ms, seq;
         if ((next = cr_mp_skip(p, end)) == NULL)
-            break; /* our own script wrote it: cannot happen, but never read past the end */
+            break; /* live.c wrote it: cannot happen, but never read past the end */
         if (w->replay != NULL) {
             hold_frame(w, p, (size_t)(next - p));
+        } else if (frame_id(p, (size_t)(next - p), &ms, &seq) != 0 || !id_after(ms, seq, w->sent_ms, w->sent_seq)) {
+            continue; /* the replay sent it already (its read and the live one crossed) */
         } else if (ws_queued(w) > WS_QUEUE_MAX) {
             cr_log(CR_LOG_INFO, "ws: %s of team %s reads too slowly (%zu bytes waiting); closing", w->rr->who.id, w->l.team,
                    ws_queued(w));
             ws_close(w, 1008, "too slow; reconnect with after=");
         } else if (ws_queue(w, WSLAY_BINARY_FRAME, p, (size_t)(next - p)) == 0) {
+            w->sent_ms = ms, w->sent_seq = seq;
             ++relay_of(w)->metrics.fanout_frames;
         }
     }
@@ -701,6 +698,7 @@ static void on_ws(relay_req_t *rr)
     memcpy(w->l.team, rr->who.team, sizeof(w->l.team));
     memcpy(w->l.token_hash, rr->who.token_hash, sizeof(w->l.token_hash));
     w->l.on_notice = on_notice;
+    w->l.events = 1;
     w->l.on_close = on_listener_close;
     w->l.on_ready = on_live_ready;
     w->timer.cb = on_timer;
