@@ -171,16 +171,18 @@ static int team_of_channel(char *team, const char *channel, size_t channel_len)
     return 0;
 }
 
-/* Passes msg to every listener of t. Listeners may remove themselves (and the last one, the team): t is invalid
- * afterwards. */
-static void deliver(relay_t *relay, struct st_team_t *t, const char *msg, size_t len)
+/* Passes a notice (msg) or new events (frames) to every listener of t that takes them. Listeners may remove
+ * themselves (and the last one, the team): t is invalid afterwards. */
+static void deliver(struct st_team_t *t, const char *msg, size_t len, const relay_live_frame_t *frames, size_t n)
 {
     h2o_linklist_t *anchor = &t->listeners, *node = anchor->next;
-    (void)relay;
     while (node != anchor) {
         relay_listener_t *l = H2O_STRUCT_FROM_MEMBER(relay_listener_t, _link, node);
         node = node->next;
-        l->on_notice(l, msg, len);
+        if (frames == NULL)
+            l->on_notice(l, msg, len);
+        else if (l->events)
+            l->on_events(l, frames, n);
     }
 }
 
@@ -272,20 +274,29 @@ static void on_read(relay_rdb_t *rdb, redisReply *reply, void *data)
     more = reply->elements >= LIVE_READ_COUNT || t->dirty;
     t->dirty = 0;
     if (reply->elements > 0) {
-        cr_buf_init(&b, (size_t)LIVE_READ_COUNT * (relay->limits.max_envelope + 256) + 1);
-        cr_buf_append(&b, "e", 1);
+        relay_live_frame_t *frames = malloc(reply->elements * sizeof(*frames));
+        size_t n = 0;
+        CR_ASSERT(frames != NULL);
+        cr_buf_init(&b, (size_t)LIVE_READ_COUNT * (relay->limits.max_envelope + 256));
+        /* the frames first, their pointers after: the buffer may move while it grows */
         for (size_t i = 0; i < reply->elements; ++i) {
             const char *id = NULL;
             size_t idlen = 0, mark = b.len;
+            uint64_t ms, seq;
             if (relay_live_frame(&b, reply->element[i], &id, &idlen) != 0)
                 b.len = mark; /* not one of ours (or too large): skipped, but passed */
-            if (id != NULL && idlen < sizeof(t->cursor)) {
-                memcpy(t->cursor, id, idlen);
-                t->cursor[idlen] = '\0';
-            }
+            if (id == NULL || idlen >= sizeof(t->cursor) || relay_stream_id_parse(id, idlen, &ms, &seq) != 0)
+                continue;
+            memcpy(t->cursor, id, idlen);
+            t->cursor[idlen] = '\0';
+            if (b.len > mark)
+                frames[n++] = (relay_live_frame_t){(const char *)(uintptr_t)mark, b.len - mark, ms, seq};
         }
-        if (b.len > 1)
-            deliver(relay, t, b.base, b.len); /* t may be gone now */
+        for (size_t i = 0; i < n; ++i)
+            frames[i].p = b.base + (uintptr_t)frames[i].p;
+        if (n > 0)
+            deliver(t, NULL, 0, frames, n); /* t may be gone now */
+        free(frames);
         cr_buf_free(&b);
         t = find_team(get(relay), team);
     }
@@ -415,7 +426,7 @@ void relay_live_on_message(relay_t *relay, const char *channel, size_t channel_l
         read_new(relay, t);
         return;
     }
-    deliver(relay, t, msg, len);
+    deliver(t, msg, len, NULL, 0);
 }
 
 void relay_live_on_subscribed(relay_t *relay, const char *channel, size_t channel_len)

@@ -7,26 +7,35 @@
 
 /* Notices on cr:live:{T}, first byte = type:
  *   'e' : new events were stored (the ingest script publishes one per batch). live.c then reads them from cr:{T}:ev
- *       after its cursor and hands listeners 'e' followed by one or more complete phone frames {k:"ev", id, host, e}
- *       in msgpack, concatenated (split them with cr_mp_skip)
+ *       after its cursor and hands listeners that want events their phone frames (on_events)
  *   'a' then "<host id>" : a new action was queued for that host (written by the action script) */
 #define RELAY_NOTICE_EVENT 'e'
 #define RELAY_NOTICE_ACTION 'a'
 
 typedef struct st_relay_listener_t relay_listener_t;
+
+/* One new event as a phone frame {k:"ev", id, host, e} in msgpack, with its stream id. Made once for all listeners. */
+typedef struct st_relay_live_frame_t {
+    const char *p;
+    size_t len;
+    uint64_t ms, seq; /* the stream id */
+} relay_live_frame_t;
 struct st_relay_listener_t {
     h2o_linklist_t _link;
     char team[65];
     char token_hash[65];
-    /* a notice of the listener's team arrived; it may call relay_live_remove on l (and on no other listener) */
+    /* a notice of the listener's team arrived ('a' ...); it may call relay_live_remove on l (and on no other listener) */
     void (*on_notice)(relay_listener_t *l, const char *msg, size_t len);
+    /* for listeners with `events` set: new events of the team, in stream order (the frames live only during the
+     * call); same rules */
+    void (*on_events)(relay_listener_t *l, const relay_live_frame_t *frames, size_t n);
     /* the stream must end now: the token was revoked ("revoked"), the relay is shutting down ("shutdown") or Redis
      * went away ("unavailable": notices may have been missed); the listener must call relay_live_remove (now or later) */
     void (*on_close)(relay_listener_t *l, const char *why);
     /* optional: Redis has confirmed the team's subscription, so every notice published from now on reaches l; called
      * once, from relay_live_add when it already was. Read what was published before (the replay) only from here. */
     void (*on_ready)(relay_listener_t *l);
-    uint8_t events; /* wants the team's new events ('e' notices); others get only 'a' notices (set before adding) */
+    uint8_t events; /* wants the team's new events (on_events); set before adding */
     uint8_t _ready;
 };
 

@@ -25,6 +25,7 @@
 #define WS_QUEUE_MSGS_MAX 10000      /* ... or more than this many messages (answers to a phone's pings, say) */
 #define WS_HELD_MAX (256u << 10)     /* live frames held back during a replay; past it they are re-read from Redis */
 #define WS_OUT_CHUNK (64u << 10)     /* bytes gathered for one socket write */
+#define WS_KEEP_BUF (8u << 10)       /* a write buffer up to this size is kept for the next write */
 #define WS_ACTIONS_MAX 32            /* actions of one connection waiting for Redis */
 #define WS_PING_MS 20000             /* {k:"ping"} after this long without a frame to the phone */
 #define WS_LINGER_MS 3000            /* how long a close handshake may take before the socket is just closed */
@@ -153,6 +154,36 @@ static int ws_queue(ws_t *w, uint8_t opcode, const char *p, size_t len)
     return 0;
 }
 
+/* Appends one binary message straight to the output as a single unmasked frame (a server's frames are the same bytes
+ * for every phone), skipping wslay's per-message copy and queue: the fan-out's fast path. Falls back to ws_queue
+ * while wslay holds messages, so that the order of messages is kept. Returns 0, or -1 (closing, or over the cap). */
+static int ws_send_binary(ws_t *w, const char *p, size_t len)
+{
+    uint8_t hdr[10];
+    size_t hl;
+    if (w->closing || w->conn == NULL)
+        return -1;
+    if (w->mid_frame || wslay_event_get_queued_msg_count(w->conn->ws_ctx) > 0)
+        return ws_queue(w, WSLAY_BINARY_FRAME, p, len);
+    hdr[0] = 0x82; /* FIN, binary */
+    if (len < 126) {
+        hdr[1] = (uint8_t)len, hl = 2;
+    } else if (len <= 0xffff) {
+        hdr[1] = 126, hdr[2] = (uint8_t)(len >> 8), hdr[3] = (uint8_t)len, hl = 4;
+    } else {
+        hdr[1] = 127, hl = 10;
+        for (int i = 0; i < 8; ++i)
+            hdr[2 + i] = (uint8_t)((uint64_t)len >> (56 - 8 * i));
+    }
+    if (cr_buf_append(&w->out, hdr, hl) != 0)
+        return -1;
+    if (cr_buf_append(&w->out, p, len) != 0) {
+        w->out.len -= hl;
+        return -1;
+    }
+    return 0;
+}
+
 /* The close handshake has begun: nothing more is sent or listened to, and the socket is closed when it ends or
  * WS_LINGER_MS went by. */
 static void ws_stop(ws_t *w)
@@ -185,9 +216,11 @@ static void ws_write(ws_t *w)
     h2o_iovec_t buf;
     if (w->conn == NULL || w->conn->sock == NULL || h2o_socket_is_writing(w->conn->sock) || w->out.len == 0 || w->mid_frame)
         return;
-    cr_buf_free(&w->wout);
+    /* swap: the written buffer's memory takes what comes next (kept only while small: see on_written) */
+    cr_buf_t spare = w->wout;
     w->wout = w->out;
-    cr_buf_init(&w->out, w->wout.limit);
+    w->out = spare;
+    w->out.len = 0;
     buf = h2o_iovec_init(w->wout.base, w->wout.len);
     h2o_socket_write(w->conn->sock, &buf, 1, on_written);
 }
@@ -216,7 +249,9 @@ static void on_written(h2o_socket_t *sock, const char *err)
     h2o_websocket_conn_t *conn = sock->data;
     ws_t *w = conn->data;
     ws_hold(w);
-    cr_buf_free(&w->wout);
+    if (w->wout.cap > WS_KEEP_BUF)
+        cr_buf_free(&w->wout); /* after a burst: an idle phone should not keep a big buffer */
+    w->wout.len = 0;
     if (err != NULL) {
         ws_closed(w);
         ws_drop(w);
@@ -380,79 +415,67 @@ static void replay_next(ws_t *w)
 
 /* ---- live notices -------------------------------------------------------------------------------------------- */
 
-/* Finds the stream id of a live frame {k:"ev", id, host, e}: relay_live_frame writes k and id first, both str. Returns 0
- * or -1. (Cheap: the envelope after them is not looked at.) */
-static int frame_id(const char *p, size_t len, uint64_t *ms, uint64_t *seq)
-{
-    const char *end = p + len;
-    cr_mp_item_t m, k, v;
-    size_t n = cr_mp_read(p, end, &m);
-    if (n == 0 || m.type != MSGPACK_OBJECT_MAP)
-        return -1;
-    p += n;
-    for (uint32_t i = 0; i < m.count && i < 2; ++i) {
-        if ((n = cr_mp_read(p, end, &k)) == 0 || k.type != MSGPACK_OBJECT_STR)
-            return -1;
-        p += n;
-        if ((n = cr_mp_read(p, end, &v)) == 0 || v.type != MSGPACK_OBJECT_STR)
-            return -1;
-        p += n;
-        if (cr_span_eq(k.bytes, "id", 2))
-            return relay_stream_id_parse(v.bytes.base, v.bytes.len, ms, seq);
-    }
-    return -1;
-}
-
-/* Holds a live frame that came during the replay (a copy: the notice's bytes live only during the call). When they
- * would be too many, or one cannot be read, they are all dropped and the replay reads them from Redis instead. */
-static void hold_frame(ws_t *w, const char *p, size_t len)
+/* Holds a live frame that came during the replay (a copy: the frame lives only during the call). When they would be
+ * too many, they are all dropped and the replay reads them from Redis instead. */
+static void hold_frame(ws_t *w, const relay_live_frame_t *f)
 {
     ws_replay_t *rp = w->replay;
     ws_held_t *h;
-    uint64_t ms, seq;
     if (rp->lost)
         return;
-    if (frame_id(p, len, &ms, &seq) != 0 || rp->held_bytes + len > WS_HELD_MAX || (h = malloc(sizeof(*h) + len)) == NULL) {
-        cr_log(CR_LOG_DEBUG, "ws: live frames of team %s during a replay are over %u bytes (or unreadable); reading them "
-                             "from Redis instead", w->l.team, WS_HELD_MAX);
+    if (rp->held_bytes + f->len > WS_HELD_MAX || (h = malloc(sizeof(*h) + f->len)) == NULL) {
+        cr_log(CR_LOG_DEBUG, "ws: live frames of team %s during a replay are over %u bytes; reading them from Redis "
+                             "instead", w->l.team, WS_HELD_MAX);
         rp->lost = 1;
         held_free(rp);
         return;
     }
     h->next = NULL;
-    h->ms = ms, h->seq = seq, h->len = len;
-    memcpy(h->bytes, p, len);
+    h->ms = f->ms, h->seq = f->seq, h->len = f->len;
+    memcpy(h->bytes, f->p, f->len);
     *rp->held_tail = h;
     rp->held_tail = &h->next;
-    rp->held_bytes += len;
+    rp->held_bytes += f->len;
 }
 
-static void on_notice(relay_listener_t *l, const char *msg, size_t len)
+static void on_events(relay_listener_t *l, const relay_live_frame_t *frames, size_t n)
 {
     ws_t *w = H2O_STRUCT_FROM_MEMBER(ws_t, l, l);
-    if (len < 2 || msg[0] != RELAY_NOTICE_EVENT || w->closing)
+    int sent = 0;
+    if (w->closing)
         return;
     ws_hold(w);
-    /* one notice carries new frames, concatenated: each goes out as its own WebSocket message */
-    for (const char *p = msg + 1, *end = msg + len, *next; p < end && !w->closing; p = next) {
-        uint64_t ms, seq;
-        if ((next = cr_mp_skip(p, end)) == NULL)
-            break; /* live.c wrote it: cannot happen, but never read past the end */
+    for (size_t i = 0; i < n && !w->closing; ++i) {
+        const relay_live_frame_t *f = &frames[i];
         if (w->replay != NULL) {
-            hold_frame(w, p, (size_t)(next - p));
-        } else if (frame_id(p, (size_t)(next - p), &ms, &seq) != 0 || !id_after(ms, seq, w->sent_ms, w->sent_seq)) {
+            hold_frame(w, f);
+        } else if (!id_after(f->ms, f->seq, w->sent_ms, w->sent_seq)) {
             continue; /* the replay sent it already (its read and the live one crossed) */
         } else if (ws_queued(w) > WS_QUEUE_MAX) {
             cr_log(CR_LOG_INFO, "ws: %s of team %s reads too slowly (%zu bytes waiting); closing", w->rr->who.id, w->l.team,
                    ws_queued(w));
             ws_close(w, 1008, "too slow; reconnect with after=");
-        } else if (ws_queue(w, WSLAY_BINARY_FRAME, p, (size_t)(next - p)) == 0) {
-            w->sent_ms = ms, w->sent_seq = seq;
+        } else if (ws_send_binary(w, f->p, f->len) == 0) {
+            w->sent_ms = f->ms, w->sent_seq = f->seq;
             ++relay_of(w)->metrics.fanout_frames;
+            sent = 1;
+        } else { /* never skip a frame silently: the phone would not know to read it again */
+            ws_close(w, 1008, "too slow; reconnect with after=");
         }
+    }
+    if (sent) {
+        if (h2o_timeout_is_linked(&w->timer))
+            h2o_timeout_unlink(&w->timer);
+        h2o_timeout_link(relay_of(w)->loop, &ping_timeout, &w->timer);
+        ws_write(w);
     }
     ws_flush(w);
     ws_drop(w);
+}
+
+static void on_notice(relay_listener_t *l, const char *msg, size_t len)
+{
+    (void)l, (void)msg, (void)len; /* a phone gets actions' results through its own requests, not 'a' notices */
 }
 
 static void on_listener_close(relay_listener_t *l, const char *why)
@@ -698,11 +721,13 @@ static void on_ws(relay_req_t *rr)
     memcpy(w->l.team, rr->who.team, sizeof(w->l.team));
     memcpy(w->l.token_hash, rr->who.token_hash, sizeof(w->l.token_hash));
     w->l.on_notice = on_notice;
+    w->l.on_events = on_events;
     w->l.events = 1;
     w->l.on_close = on_listener_close;
     w->l.on_ready = on_live_ready;
     w->timer.cb = on_timer;
-    cr_buf_init(&w->out, WS_OUT_CHUNK + cr_limits_max_action(&relay->limits) + 4096);
+    /* room for everything ws_queued() allows, plus one more message of either kind */
+    cr_buf_init(&w->out, WS_QUEUE_MAX + WS_OUT_CHUNK + relay->limits.max_envelope + cr_limits_max_action(&relay->limits) + 4096);
     cr_buf_init(&w->wout, w->out.limit);
     if (w->replay != NULL) {
         ws_replay_t *rp = w->replay;
