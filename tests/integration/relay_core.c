@@ -23,6 +23,7 @@
 #include "corral/json.h"
 #include "corral/mp.h"
 #include "mp_text.h"
+#include "certs.h"
 #include "harness.h"
 #include "http_client.h"
 #include "proc.h"
@@ -428,48 +429,6 @@ static void test_http_versions(void)
     cr_test_resp_free(&r);
 }
 
-/* Writes a self-signed P-256 certificate for 127.0.0.1 (SAN IP) and its key as PEM files. Returns 0 or -1. */
-static int make_cert(const char *cert_path, const char *key_path)
-{
-    EVP_PKEY *pkey = EVP_PKEY_Q_keygen(NULL, NULL, "EC", "P-256");
-    X509 *x = X509_new();
-    X509_NAME *name;
-    X509_EXTENSION *ext;
-    X509V3_CTX v3;
-    FILE *fp;
-    int rc = -1;
-    if (pkey == NULL || x == NULL)
-        goto done;
-    X509_set_version(x, 2);
-    ASN1_INTEGER_set(X509_get_serialNumber(x), 1);
-    X509_gmtime_adj(X509_getm_notBefore(x), -3600);
-    X509_gmtime_adj(X509_getm_notAfter(x), 86400);
-    X509_set_pubkey(x, pkey);
-    name = X509_get_subject_name(x);
-    X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, (const unsigned char *)"127.0.0.1", -1, -1, 0);
-    X509_set_issuer_name(x, name);
-    X509V3_set_ctx(&v3, x, x, NULL, NULL, 0);
-    if ((ext = X509V3_EXT_conf_nid(NULL, &v3, NID_subject_alt_name, "IP:127.0.0.1")) == NULL)
-        goto done;
-    X509_add_ext(x, ext, -1);
-    X509_EXTENSION_free(ext);
-    if (X509_sign(x, pkey, EVP_sha256()) == 0)
-        goto done;
-    if ((fp = fopen(cert_path, "w")) == NULL)
-        goto done;
-    PEM_write_X509(fp, x);
-    fclose(fp);
-    if ((fp = fopen(key_path, "w")) == NULL)
-        goto done;
-    PEM_write_PrivateKey(fp, pkey, NULL, NULL, 0, NULL, NULL);
-    fclose(fp);
-    rc = 0;
-done:
-    X509_free(x);
-    EVP_PKEY_free(pkey);
-    return rc;
-}
-
 static void test_tls(void)
 {
     char cert[PATH_MAX + 16], key[PATH_MAX + 16], listen[64], cert_env[PATH_MAX + 64], key_env[PATH_MAX + 64];
@@ -480,7 +439,7 @@ static void test_tls(void)
 
     snprintf(cert, sizeof(cert), "%s/cert.pem", tmp);
     snprintf(key, sizeof(key), "%s/key.pem", tmp);
-    if (!ok(make_cert(cert, key) == 0))
+    if (!ok(cr_test_make_cert(cert, key) == 0))
         return;
     snprintf(cert_env, sizeof(cert_env), "CORRAL_HTTP_TLS_CERT=%s", cert);
     snprintf(key_env, sizeof(key_env), "CORRAL_HTTP_TLS_KEY=%s", key);
