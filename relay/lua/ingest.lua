@@ -1,12 +1,13 @@
 -- ingest.lua: one uplink batch of events from one host, stored atomically (ingest.c calls it once per batch).
 --
--- KEYS[1] cr:{T}:seq  KEYS[2] cr:{T}:ev  KEYS[3] cr:{T}:sessions
--- then for the j-th distinct sid of the batch: KEYS[2 + 2j] cr:{T}:s:<sid> (summary hash) and KEYS[3 + 2j]
+-- KEYS[1] cr:{T}:seq  KEYS[2] cr:{T}:ev  KEYS[3] cr:{T}:sessions  KEYS[4] cr:pushq:<n> (the team's push queue)
+-- then for the j-th distinct sid of the batch: KEYS[3 + 2j] cr:{T}:s:<sid> (summary hash) and KEYS[4 + 2j]
 -- cr:{T}:sx:<sid> (the session's index: a stream of the ids of its events in cr:{T}:ev, one entry per batch: below)
 -- ARGV[1] host id, ARGV[2] events.maxlen, ARGV[3] relay clock (ms), ARGV[4] live channel cr:live:{T},
--- ARGV[5] S (the number of distinct sids), ARGV[6 .. 5 + S] the sids,
+-- ARGV[5] S (the number of distinct sids), ARGV[6 .. 5 + S] the sids, ARGV[6 + S] the team, ARGV[7 + S] n
 -- then per event, in batch order: j (its sid's number, 1-based), seq (decimal, no leading zeros), e (the raw
--- envelope bytes), m: '0', or '1' followed by six more values for events that change their session's summary:
+-- envelope bytes), m: '0', or '1' (or '2': and push it: its pri is 2) followed by six more values for events that
+-- change their session's summary:
 --   k (the kind), name (new session name or ''), state (new state or ''),
 --   needs ('s' set needs to {k, seq, rid} | 'c' clear them | '' keep), rid (the request id or ''),
 --   idn (the envelope's identity or '')
@@ -18,6 +19,8 @@
 -- other event is a duplicate: acknowledged, not stored, not published. A batch that stored anything publishes one
 -- small notice 'e' on the live channel; relays holding live clients of the team then read the new entries with
 -- XRANGE (live.c), so a team nobody watches costs nothing more, and a missed notice loses nothing.
+-- Each stored event to push becomes a job on the team's push queue {t, id, host, e, n: the session's name} once the
+-- summaries are written, and one notice <n> goes to cr:pushn for the relays' push workers (push.c).
 -- Returns {stored, duplicates, sid1, last seq of sid1, sid2, ...}: every sid of the batch with the highest seq now
 -- stored for it.
 --
@@ -49,7 +52,9 @@ for j = 1, nsids do
   last[j] = redis.call('HGET', KEYS[1], sids[j]) or '0'
 end
 
-local i, n = 6 + nsids, #ARGV
+local team, shard = ARGV[6 + nsids], ARGV[7 + nsids]
+local pushes = {} -- {j, id, e} of the stored events to push
+local i, n = 8 + nsids, #ARGV
 while i <= n do
   local j, seq, e, m = tonumber(ARGV[i]), ARGV[i + 1], ARGV[i + 2], ARGV[i + 3]
   if seq_gt(seq, last[j]) then
@@ -63,7 +68,8 @@ while i <= n do
     end
     s.ix[#s.ix + 1] = id
     s.id = id
-    if m == '1' then
+    if m == '2' then pushes[#pushes + 1] = {j, id, e} end
+    if m ~= '0' then
       local name, state, needs, idn = ARGV[i + 5], ARGV[i + 6], ARGV[i + 7], ARGV[i + 9]
       if name ~= '' then s.name = name end
       if state ~= '' then s.state = state end
@@ -77,7 +83,7 @@ while i <= n do
   else
     dups = dups + 1
   end
-  i = i + (m == '1' and 10 or 4)
+  i = i + (m == '0' and 4 or 10)
 end
 
 if stored > 0 then redis.call('PUBLISH', channel, 'e') end
@@ -95,7 +101,7 @@ local out = {stored, dups}
 for j = 1, nsids do
   local s = sums[j]
   if s ~= nil then
-    local key = KEYS[2 + 2 * j]
+    local key = KEYS[3 + 2 * j]
     local f = {'host', host, 'last_seq', last[j], 'last_id', s.id, 'updated', now}
     local gone = {}
     if s.name then f[#f + 1] = 'name'; f[#f + 1] = s.name end
@@ -114,11 +120,19 @@ for j = 1, nsids do
     redis.call('ZADD', KEYS[3], now, sids[j])
     -- pcall: an index that cannot take this id (a stream recreated under a clock gone back, or a key of another type)
     -- must not abort the batch half-way; the events are stored and published all the same
-    redis.pcall('XADD', KEYS[3 + 2 * j], s.id, 'ids', table.concat(s.ix, ' '))
+    redis.pcall('XADD', KEYS[4 + 2 * j], s.id, 'ids', table.concat(s.ix, ' '))
     -- the index need not outlive the events: drop what the team stream has trimmed (whole nodes only, cheap)
-    if first ~= nil then redis.call('XTRIM', KEYS[3 + 2 * j], 'MINID', '~', first) end
+    if first ~= nil then redis.call('XTRIM', KEYS[4 + 2 * j], 'MINID', '~', first) end
   end
   out[#out + 1] = sids[j]
   out[#out + 1] = last[j]
+end
+
+if #pushes > 0 then
+  for _, p in ipairs(pushes) do
+    local name = redis.call('HGET', KEYS[3 + 2 * p[1]], 'name') or ''
+    redis.call('XADD', KEYS[4], 'MAXLEN', '~', 100000, '*', 't', team, 'id', p[2], 'host', host, 'e', p[3], 'n', name)
+  end
+  redis.call('PUBLISH', 'cr:pushn', shard)
 end
 return out

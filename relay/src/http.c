@@ -1,6 +1,7 @@
 /* http.c — the relay's HTTP side: h2o on the libuv loop (HTTP/1.1, h2c, TLS with ALPN h2), routing, authentication,
  * body decoding, responses in JSON or msgpack, and graceful shutdown. */
 #include "relay.h"
+#include "push_queue.h"
 #include "auth.h"
 #include "corral/error.h"
 #include "corral/json.h"
@@ -497,14 +498,16 @@ static void on_shutdown_timer(uv_timer_t *t)
 {
     relay_t *relay = t->data;
     uint64_t waited = uv_now(relay->loop) - relay->shutdown_started;
-    if (relay->inflight > 0 && waited < 10000)
+    if ((relay->inflight > 0 || relay_push_busy(relay) > 0) && waited < 10000)
         return;
-    if (relay->inflight > 0)
-        cr_log(CR_LOG_WARN, "shutdown: %zu requests still in flight after 10 s; closing anyway", relay->inflight);
+    if (relay->inflight > 0 || relay_push_busy(relay) > 0)
+        cr_log(CR_LOG_WARN, "shutdown: %zu requests and %zu pushes still in flight after 10 s; closing anyway",
+               relay->inflight, relay_push_busy(relay));
     else
-        cr_log(CR_LOG_INFO, "shutdown: in-flight requests done");
+        cr_log(CR_LOG_INFO, "shutdown: in-flight requests and pushes done");
     uv_timer_stop(t);
     uv_close((uv_handle_t *)t, NULL);
+    relay_push_close(relay); /* what is still in flight stays pending in Redis: another relay takes it over */
     relay_rdb_close(&relay->rdb);
     uv_stop(relay->loop);
 }
@@ -520,6 +523,7 @@ void relay_shutdown(relay_t *relay)
     if (relay->listening_tls)
         uv_close((uv_handle_t *)&relay->listener_tls, NULL), relay->listening_tls = 0;
     relay_live_shutdown(relay);
+    relay_push_shutdown(relay);
     h2o_context_request_shutdown(&relay->h2o_ctx);
     uv_timer_init(relay->loop, &relay->shutdown_timer);
     relay->shutdown_timer.data = relay;

@@ -1,6 +1,7 @@
 /* ingest.c — the host uplink POST /v1/host/events: a batch of event envelopes, validated whole, then stored, deduped,
  * summarised and published by one call of relay/lua/ingest.lua, and acknowledged per session. */
 #include "relay.h"
+#include "push_queue.h"
 #include "corral/envelope.h"
 #include "corral/error.h"
 #include "corral/log.h"
@@ -16,8 +17,8 @@ extern const char relay_lua_ingest[];
 extern const size_t relay_lua_ingest_len;
 static relay_script_t ingest_script = {.name = "ingest"};
 
-#define FIXED_KEYS 3 /* cr:{T}:seq, cr:{T}:ev, cr:{T}:sessions; then two keys per session */
-#define FIXED_ARGS 5 /* host, maxlen, now, channel, the number of sids; then the sids; then per event: */
+#define FIXED_KEYS 4 /* cr:{T}:seq, cr:{T}:ev, cr:{T}:sessions, cr:pushq:<n>; then two keys per session */
+#define FIXED_ARGS 7 /* host, maxlen, now, channel, the number of sids; then the sids; team, n; then per event: */
 #define ARGS_PER_EVENT 4     /* j, seq, e, m ('0', or '1' and SUMMARY_ARGS more) */
 #define SUMMARY_ARGS 6       /* k, name, state, needs, rid, idn */
 #define KEY_MAX 160  /* "cr:{" team(64) "}:sx:" sid(64) */
@@ -112,11 +113,11 @@ static void summary_args(ingest_t *in, const cr_event_t *ev)
     default:
         break;
     }
-    if (name.len == 0 && state.len == 0 && needs[0] == '\0' && ev->idn.len == 0) {
+    if (ev->pri < 2 && name.len == 0 && state.len == 0 && needs[0] == '\0' && ev->idn.len == 0) {
         arg(in, "0", 1);
         return;
     }
-    arg(in, "1", 1);
+    arg(in, ev->pri >= 2 ? "2" : "1", 1);
     arg(in, ev->k.base, ev->k.len);
     arg(in, name.base, name.len);
     arg(in, state.base, state.len);
@@ -284,6 +285,7 @@ static void on_post_events(relay_req_t *rr)
     argf(in, "cr:{%s}:seq", team);
     argf(in, "cr:{%s}:ev", team);
     argf(in, "cr:{%s}:sessions", team);
+    argf(in, "cr:pushq:%u", relay_push_shard(relay, team));
     for (size_t j = 0; j < nsids; ++j) {
         cr_span_t sid = items[first[j]].ev.sid;
         argf(in, "cr:{%s}:s:%.*s", team, (int)sid.len, sid.base);
@@ -296,6 +298,8 @@ static void on_post_events(relay_req_t *rr)
     argf(in, "%zu", nsids);
     for (size_t j = 0; j < nsids; ++j)
         arg(in, items[first[j]].ev.sid.base, items[first[j]].ev.sid.len);
+    arg(in, team, strlen(team));
+    argf(in, "%u", relay_push_shard(relay, team));
     for (uint32_t i = 0; i < it.count; ++i) {
         const item_t *x = &items[i];
         argf(in, "%" PRIu32, x->sidx + 1); /* Lua counts from 1 */

@@ -5,6 +5,7 @@
 #include "corral/log.h"
 #include "embedded.h"
 #include "live.h"
+#include "push_queue.h"
 #include "relay.h"
 #include <signal.h>
 #include <sodium.h>
@@ -138,6 +139,7 @@ static void on_rdb_state(relay_rdb_t *rdb, int ready, void *data)
      * after= and read what they missed from the streams in Redis */
     if (!ready)
         relay_live_close_all(data, "unavailable");
+    relay_push_on_ready(data, ready);
     (void)rdb;
 }
 
@@ -149,7 +151,10 @@ static void on_rdb_subscribed(relay_rdb_t *rdb, const char *channel, size_t chan
 
 static void on_rdb_message(relay_rdb_t *rdb, const char *channel, size_t channel_len, const char *msg, size_t len, void *data)
 {
-    relay_live_on_message(data, channel, channel_len, msg, len);
+    if (channel_len == 8 && memcmp(channel, "cr:pushn", 8) == 0)
+        relay_push_on_notice(data, msg, len);
+    else
+        relay_live_on_message(data, channel, channel_len, msg, len);
     (void)rdb;
 }
 
@@ -189,6 +194,11 @@ static int serve(cr_config_t *conf)
     }
     relay.rdb.on_subscribed = on_rdb_subscribed;
     relay_register_all(&relay);
+    if (relay_push_init(&relay) != 0) {
+        cr_log(CR_LOG_ERROR, "%s", cr_error_last()->message);
+        relay_embedded_stop(&emb);
+        return 1;
+    }
     relay_rdb_subscribe(&relay.rdb, "cr:revoke");
     relay_rdb_start(&relay.rdb);
 

@@ -16,6 +16,9 @@
 extern const char relay_lua_claim[];
 extern const size_t relay_lua_claim_len;
 static relay_script_t claim_script = {.name = "claim"};
+extern const char relay_lua_devices[];
+extern const size_t relay_lua_devices_len;
+static relay_script_t devices_script = {.name = "devices"};
 
 #define PAIR_TTL_S 600             /* a pairing code lives 10 minutes (DESIGN.md §4) */
 #define CODE_LEN 10                /* Crockford base32 characters: 50 bits */
@@ -824,14 +827,119 @@ static void on_device_delete(relay_req_t *rr)
         relay_respond_unavailable(rr);
 }
 
+/* ---- GET /v1/devices: what each device gets, and how its pushes went ------------------------------------------- */
+
+/* The value of "<id>:<what>" in the HGETALL reply st, or NULL. */
+static const redisReply *status_of(const redisReply *st, const char *id, size_t idlen, const char *what)
+{
+    size_t wl = strlen(what);
+    for (size_t i = 0; st != NULL && st->type == REDIS_REPLY_ARRAY && i + 1 < st->elements; i += 2) {
+        const redisReply *k = st->element[i];
+        if (k->type == REDIS_REPLY_STRING && k->len == idlen + 1 + wl && memcmp(k->str, id, idlen) == 0 &&
+            k->str[idlen] == ':' && memcmp(k->str + idlen + 1, what, wl) == 0 && st->element[i + 1]->type == REDIS_REPLY_STRING)
+            return st->element[i + 1];
+    }
+    return NULL;
+}
+
+/* Writes one device's record without its push credentials (token, subscription), with last_ok and last_error. */
+static int devlist_entry(cr_buf_t *b, const redisReply *id, const redisReply *rec, const redisReply *st)
+{
+    const char *p = rec->str, *end = rec->str + rec->len;
+    const redisReply *ok = status_of(st, id->str, id->len, "ok"), *err = status_of(st, id->str, id->len, "err");
+    cr_mp_item_t m, k;
+    size_t n = cr_mp_read(p, end, &m), kept = 0, mark;
+    if (n == 0 || m.type != MSGPACK_OBJECT_MAP)
+        return 0; /* not a record: left out */
+    p += n;
+    mark = b->len;
+    if (cr_mpw_map(b, 0xffff)) /* count patched below: a map16 header */
+        return -1;
+    for (uint32_t i = 0; i < m.count; ++i) {
+        const char *kstart = p, *vend;
+        if ((n = cr_mp_read(p, end, &k)) == 0 || (vend = cr_mp_skip(p + n, end)) == NULL)
+            return 0;
+        p = vend;
+        if (k.type == MSGPACK_OBJECT_STR && (cr_span_eq(k.bytes, "token", 5) || cr_span_eq(k.bytes, "subscription", 12)))
+            continue;
+        if (cr_buf_append(b, kstart, (size_t)(vend - kstart)) != 0)
+            return -1;
+        ++kept;
+    }
+    if (ok != NULL && (CR_MPW_LIT(b, "last_ok") || cr_mpw_uint(b, strtoull(ok->str, NULL, 10))))
+        return -1;
+    if (err != NULL && (CR_MPW_LIT(b, "last_error") || cr_mpw_str(b, err->str, err->len)))
+        return -1;
+    kept += (ok != NULL) + (err != NULL);
+    b->base[mark + 1] = (char)(kept >> 8), b->base[mark + 2] = (char)kept;
+    return 1;
+}
+
+static void on_devlist(relay_rdb_t *rdb, redisReply *reply, void *data)
+{
+    relay_req_t *rr = data;
+    const redisReply *devs, *st;
+    cr_buf_t b;
+    size_t mark, n = 0;
+    int rc;
+    if (reply == NULL || reply->type != REDIS_REPLY_ARRAY || reply->elements != 2 ||
+        (devs = reply->element[0])->type != REDIS_REPLY_ARRAY) {
+        relay_respond_unavailable(rr);
+        return;
+    }
+    st = reply->element[1];
+    cr_buf_init(&b, 16u << 20);
+    rc = cr_mpw_map(&b, 1) || CR_MPW_LIT(&b, "devices");
+    mark = b.len;
+    rc = rc || cr_mpw_array(&b, 0xffff); /* count patched below: an array16 header */
+    for (size_t i = 0; rc == 0 && i + 1 < devs->elements; i += 2) {
+        const redisReply *id = devs->element[i], *rec = devs->element[i + 1];
+        int r;
+        if (id->type != REDIS_REPLY_STRING || rec->type != REDIS_REPLY_STRING)
+            continue;
+        /* a device sees only itself */
+        if (rr->who.kind == RELAY_P_DEVICE && !(id->len == strlen(rr->who.id) && memcmp(id->str, rr->who.id, id->len) == 0))
+            continue;
+        if ((r = devlist_entry(&b, id, rec, st)) < 0 || n + 1 > 0xffff)
+            rc = -1;
+        n += r > 0;
+    }
+    if (rc == 0) {
+        b.base[mark + 1] = (char)(n >> 8), b.base[mark + 2] = (char)n;
+        relay_respond(rr, 200, b.base, b.len);
+    } else {
+        relay_respond_error(rr, 500, "internal", NULL, "too many devices to list");
+    }
+    cr_buf_free(&b);
+    (void)rdb;
+}
+
+/* GET /v1/devices: the team's devices (a device token: itself) without their push credentials, with last_ok (ms) and
+ * last_error ("<reason> <ms>") of their pushes. */
+static void on_device_list(relay_req_t *rr)
+{
+    char dev[96], st[96];
+    const char *argv[] = {dev, st};
+    size_t lens[2];
+    snprintf(dev, sizeof(dev), "cr:{%s}:dev", rr->who.team);
+    snprintf(st, sizeof(st), "cr:{%s}:devst", rr->who.team);
+    lens[0] = strlen(dev), lens[1] = strlen(st);
+    if (relay_rdb_script(&rr->relay->rdb, &devices_script, on_devlist, rr, 2, 2, argv, lens) != 0)
+        relay_respond_unavailable(rr);
+}
+
 void relay_pair_register(relay_t *relay)
 {
     claim_script.src = relay_lua_claim;
     claim_script.len = relay_lua_claim_len;
     relay_rdb_add_script(&relay->rdb, &claim_script);
+    devices_script.src = relay_lua_devices;
+    devices_script.len = relay_lua_devices_len;
+    relay_rdb_add_script(&relay->rdb, &devices_script);
     claim_bucket_ms = uv_now(relay->loop);
     relay_route(relay, "POST", "/v1/host/pair", RELAY_P_HOST | RELAY_P_ADMIN, on_pair, "host_pair");
     relay_route(relay, "POST", "/v1/pair/claim", 0, on_claim, "pair_claim");
     relay_route(relay, "POST", "/v1/devices", RELAY_P_DEVICE | RELAY_P_ADMIN, on_device_register, "devices_register");
     relay_route(relay, "DELETE", "/v1/devices/{}", RELAY_P_DEVICE | RELAY_P_ADMIN, on_device_delete, "devices_delete");
+    relay_route(relay, "GET", "/v1/devices", RELAY_P_DEVICE | RELAY_P_ADMIN, on_device_list, "devices_list");
 }

@@ -82,6 +82,8 @@ struct st_relay_t {
     size_t inflight;              /* relay_req_t alive */
     /* live fan-out: teams this relay holds live clients of (ws.c, downlink.c keep them) */
     struct st_relay_live_t *live;
+    /* the push worker (push_queue.c) */
+    struct st_push_t *push;
 };
 
 /* ---- lifecycle (http.c) -------------------------------------------------------------------------------------- */

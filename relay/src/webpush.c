@@ -379,6 +379,17 @@ done:
     return rc;
 }
 
+int relay_vapid_load_file(relay_vapid_t *out, const char *path)
+{
+    int rc;
+    memset(out, 0, sizeof(*out));
+    if ((rc = relay_jwt_key_load_file(&out->key, path)) == 0)
+        rc = vapid_public(out, path);
+    if (rc != 0)
+        relay_vapid_free(out);
+    return rc;
+}
+
 int relay_vapid_load_or_create(relay_vapid_t *out, const char *data_dir)
 {
     char path[PATH_MAX];

@@ -49,6 +49,10 @@ typedef struct st_relay_vapid_t {
  * CR_ECONFIG (vapid.pem is not a P-256 private key), with cr_error_last() naming the file. */
 int relay_vapid_load_or_create(relay_vapid_t *out, const char *data_dir);
 
+/* Loads the VAPID key an operator keeps in path (webpush.vapid_key: relays sharing one Redis share it, because a
+ * browser's subscription is bound to the key). Same returns and ownership as relay_vapid_load_or_create. */
+int relay_vapid_load_file(relay_vapid_t *out, const char *path);
+
 /* Frees the key. Idempotent. */
 void relay_vapid_free(relay_vapid_t *vapid);
 

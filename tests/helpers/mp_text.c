@@ -3,6 +3,7 @@
 #include "corral/json.h"
 #include <msgpack.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 int cr_test_mp_path(const char *mp, size_t len, const char *path, cr_span_t *out)
@@ -16,8 +17,23 @@ int cr_test_mp_path(const char *mp, size_t len, const char *path, cr_span_t *out
             return -1;
         memcpy(key, path, n);
         key[n] = '\0';
-        if (cr_mp_map_get(cur.base, cur.len, key, &cur) != 0)
+        cr_mp_item_t it;
+        size_t hl = cr_mp_read(cur.base, cur.base + cur.len, &it);
+        if (hl != 0 && it.type == MSGPACK_OBJECT_ARRAY && n > 0 && strspn(key, "0123456789") == n) {
+            /* an index into an array: "devices.0.id" */
+            unsigned long idx = strtoul(key, NULL, 10);
+            const char *p = cur.base + hl, *end = cur.base + cur.len, *next;
+            if (idx >= it.count)
+                return -1;
+            for (unsigned long i = 0; i < idx; ++i)
+                if ((p = cr_mp_skip(p, end)) == NULL)
+                    return -1;
+            if ((next = cr_mp_skip(p, end)) == NULL)
+                return -1;
+            cur = (cr_span_t){p, (size_t)(next - p)};
+        } else if (cr_mp_map_get(cur.base, cur.len, key, &cur) != 0) {
             return -1;
+        }
         path += n + (dot != NULL);
     }
     *out = cur;

@@ -6,7 +6,8 @@
 #include "http_client.h"
 #include <stddef.h>
 
-/* Finds the value at a dotted path ("filters.hosts") of the msgpack map mp[0..len) (not checked: trusted bytes).
+/* Finds the value at a dotted path ("filters.hosts"; a number indexes an array: "devices.0.id") of the msgpack map
+ * mp[0..len) (not checked: trusted bytes).
  * Returns 0 with its span in *out, or -1 when the path is absent. */
 int cr_test_mp_path(const char *mp, size_t len, const char *path, cr_span_t *out);
 
