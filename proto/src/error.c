@@ -27,6 +27,11 @@ const char *cr_err_code(int err)
     case CR_ETRAILING: return "trailing_bytes";
     case CR_ENOTFOUND: return "not_found";
     case CR_EIO: return "io";
+    case CR_EEXISTS: return "exists";
+    case CR_ECONFLICT: return "conflict";
+    case CR_ENOTFF: return "not_fast_forward";
+    case CR_EDIRTY: return "dirty_worktree";
+    case CR_EBADNAME: return "bad_name";
     default: return "internal";
     }
 }

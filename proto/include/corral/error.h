@@ -26,6 +26,11 @@ typedef enum cr_err_t {
     CR_ETRAILING = -16,    /* "trailing_bytes": bytes after a complete value where none may follow */
     CR_ENOTFOUND = -17,    /* "not_found" */
     CR_EIO = -18,          /* "io": a system call failed; the message says which and why */
+    CR_EEXISTS = -19,      /* "exists": something of that name exists already (a session, branch, worktree) */
+    CR_ECONFLICT = -20,    /* "conflict": a merge conflicts; the message lists the paths */
+    CR_ENOTFF = -21,       /* "not_fast_forward": the base moved on, a fast-forward is impossible */
+    CR_EDIRTY = -22,       /* "dirty_worktree": local changes in the way */
+    CR_EBADNAME = -23,     /* "bad_name": a name that cannot be used (a session name git cannot take) */
 } cr_err_t;
 
 /* The stable snake_case wire name of an error code ("bad_envelope"); "internal" for unknown numbers. */

@@ -29,6 +29,11 @@ static void test_codes(void)
         {CR_ETRAILING, "trailing_bytes"},
         {CR_ENOTFOUND, "not_found"},
         {CR_EIO, "io"},
+        {CR_EEXISTS, "exists"},
+        {CR_ECONFLICT, "conflict"},
+        {CR_ENOTFF, "not_fast_forward"},
+        {CR_EDIRTY, "dirty_worktree"},
+        {CR_EBADNAME, "bad_name"},
     };
     for (size_t i = 0; i < sizeof(codes) / sizeof(codes[0]); ++i)
         ok_str(cr_err_code(codes[i].code), codes[i].name);
@@ -37,6 +42,7 @@ static void test_codes(void)
     ok(CR_ETOOLARGE == -6 && CR_ETOODEEP == -7 && CR_EENVELOPE == -8 && CR_EBODY == -9 && CR_EVERSION == -10);
     ok(CR_EKIND == -11 && CR_ESEAL == -12 && CR_EJSON == -13 && CR_EENCODING == -14 && CR_ECONFIG == -15);
     ok(CR_ETRAILING == -16 && CR_ENOTFOUND == -17 && CR_EIO == -18);
+    ok(CR_EEXISTS == -19 && CR_ECONFLICT == -20 && CR_ENOTFF == -21 && CR_EDIRTY == -22 && CR_EBADNAME == -23);
     /* Unknown numbers. */
     ok_str(cr_err_code(-19), "internal");
     ok_str(cr_err_code(-1000), "internal");
