@@ -4,6 +4,7 @@
  * how every documented provider answer is classified. */
 #define _GNU_SOURCE
 #include "harness.h"
+#include "webpush_check.h"
 #include "mp_text.h"
 #include "proc.h"
 #include "push_apns.h"
@@ -28,7 +29,7 @@
 #define SECRET "sk_live_SECRET_STRIPE_KEY_4242"
 #define APNS_TOKEN "7c2a1f0e9d8b6a5c4e3f2a1b0c9d8e7f6a5b4c3d2e1f0a9b8c7d6e5f4a3b2c1d"
 
-static char tmp[PATH_MAX], python[PATH_MAX], decryptor[PATH_MAX];
+static char tmp[PATH_MAX], python[PATH_MAX];
 
 /* ---- helpers ---------------------------------------------------------------------------------------------------- */
 
@@ -1023,49 +1024,7 @@ static void test_fcm_classify(void)
 
 static relay_vapid_t vapid;
 
-static const char *tmp_path(const char *name)
-{
-    static char path[4][2 * PATH_MAX];
-    static int next;
-    char *p = path[next++ % 4];
-    snprintf(p, 2 * PATH_MAX, "%s/%s", tmp, name);
-    return p;
-}
 
-/* Asks webpush_decrypt.py to open body; stores the plaintext in *out (malloc'd, NUL-terminated). Returns the script's
- * exit status. */
-static int python_decrypt(const uint8_t priv[32], const uint8_t auth[16], const void *body, size_t len, char **out,
-                          size_t *outlen)
-{
-    char *b64 = malloc(cr_base64url_encoded_len(len)), p64[64], a64[32], cmd[4 * PATH_MAX];
-    const char *req = tmp_path("decrypt.json");
-    FILE *fp = fopen(req, "w");
-    cr_buf_t got;
-    size_t n;
-    int st;
-
-    cr_base64url_encode(b64, body, len);
-    cr_base64url_encode(p64, priv, 32);
-    cr_base64url_encode(a64, auth, 16);
-    fprintf(fp, "{\"ua_private\": \"%s\", \"auth\": \"%s\", \"body\": \"%s\"}\n", p64, a64, b64);
-    fclose(fp);
-    free(b64);
-    snprintf(cmd, sizeof(cmd), "'%s' '%s' < '%s'", python, decryptor, req);
-    if ((fp = popen(cmd, "r")) == NULL)
-        return -1;
-    cr_buf_init(&got, 1 << 20);
-    cr_buf_reserve(&got, 8192);
-    while ((n = fread(got.base + got.len, 1, got.cap - got.len - 1, fp)) > 0) {
-        got.len += n;
-        if (cr_buf_reserve(&got, 8192) != 0)
-            break;
-    }
-    got.base[got.len] = '\0';
-    st = pclose(fp);
-    *out = got.base;
-    *outlen = got.len;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 static void ua_keypair(uint8_t priv[32], uint8_t pub[65])
 {
@@ -1123,7 +1082,7 @@ static void test_webpush_request(void)
     ok(hdr(&r, "authorization") != NULL && strncmp(hdr(&r, "authorization"), "vapid t=", 8) == 0 &&
        ends_with(hdr(&r, "authorization"), vapid.public_b64));
     ok(r.body.len > 86 && r.body.len <= 4096);
-    ok(python_decrypt(priv, d.auth, r.body.base, r.body.len, &plain, &plainlen) == 0);
+    ok(cr_test_webpush_decrypt(tmp, priv, d.auth, r.body.base, r.body.len, &plain, &plainlen) == 0);
     ok(memmem(plain, plainlen, "SECRET", 6) == NULL);
     m = parse_json(plain, plainlen);
     ok(m.len > 0);
@@ -1152,7 +1111,7 @@ static void test_webpush_request(void)
     env = sealed_event("diff.ready", box, 2000, &len);
     ok(relay_push_note_from_event(&n, env, len, "1-0", "h1", NULL, NOW) == 0);
     ok(relay_webpush_request(&r, &n, &d, &vapid, "mailto:ops@example.com", NOW) == 0);
-    ok(python_decrypt(priv, d.auth, r.body.base, r.body.len, &plain, &plainlen) == 0);
+    ok(cr_test_webpush_decrypt(tmp, priv, d.auth, r.body.base, r.body.len, &plain, &plainlen) == 0);
     m = parse_json(plain, plainlen);
     e = unb64(jt(m, "e"), &elen);
     ok(e != NULL);
@@ -1168,7 +1127,7 @@ static void test_webpush_request(void)
     env = sealed_event("diff.ready", box, 3000, &len);
     ok(relay_push_note_from_event(&n, env, len, "1-0", "h1", NULL, NOW) == 0);
     ok(relay_webpush_request(&r, &n, &d, &vapid, "mailto:ops@example.com", NOW) == 0);
-    ok(python_decrypt(priv, d.auth, r.body.base, r.body.len, &plain, &plainlen) == 0);
+    ok(cr_test_webpush_decrypt(tmp, priv, d.auth, r.body.base, r.body.len, &plain, &plainlen) == 0);
     okf(plainlen <= 3993, "plaintext of %zu bytes", plainlen);
     m = parse_json(plain, plainlen);
     ok(m.len > 0 && jtype(m, "e") == -1);
@@ -1216,7 +1175,6 @@ int main(void)
     if (cr_test_make_temp_dir(tmp, sizeof(tmp), "push_providers", 200) != 0 || cr_test_slot_add(tmp, 0) < 0)
         return 1;
     okf(cr_test_find_program(python, sizeof(python), "python3") == 0, "python3 not found");
-    snprintf(decryptor, sizeof(decryptor), "%s/tests/fakes/webpush_decrypt.py", cr_test_source_dir());
     {
         EVP_PKEY *k = EVP_EC_gen("P-256");
         ok(k != NULL && relay_jwt_key_from_pkey(&apns_key, k, "apns test key") == 0);

@@ -2,6 +2,7 @@
  * receiver tests/fakes/webpush_decrypt.py, size limits, bad subscription keys, the VAPID key file and the
  * Authorization header checked by OpenSSL and by tests/fakes/jwt_verify.py. */
 #include "harness.h"
+#include "webpush_check.h"
 #include "proc.h"
 #include "webpush.h"
 #include "corral/codec.h"
@@ -56,39 +57,6 @@ static void ua_keypair(uint8_t priv[32], uint8_t pub[65])
     EVP_PKEY_free(k);
 }
 
-/* Asks webpush_decrypt.py to open body with the UA's private scalar and auth; stores the plaintext in *out (malloc'd)
- * and returns the script's exit status. */
-static int python_decrypt(const uint8_t priv[32], const uint8_t auth[16], const void *body, size_t len, char **out,
-                          size_t *outlen)
-{
-    char *b64 = malloc(cr_base64url_encoded_len(len)), p64[64], a64[32], cmd[4 * PATH_MAX];
-    const char *req = tmp_path("decrypt.json");
-    FILE *fp = fopen(req, "w");
-    cr_buf_t got;
-    size_t n;
-    int st;
-
-    cr_base64url_encode(b64, body, len);
-    cr_base64url_encode(p64, priv, 32);
-    cr_base64url_encode(a64, auth, 16);
-    fprintf(fp, "{\"ua_private\": \"%s\", \"auth\": \"%s\", \"body\": \"%s\"}\n", p64, a64, b64);
-    fclose(fp);
-    free(b64);
-    snprintf(cmd, sizeof(cmd), "'%s' '%s' < '%s'", python, decryptor, req);
-    if ((fp = popen(cmd, "r")) == NULL)
-        return -1;
-    cr_buf_init(&got, 1 << 20);
-    cr_buf_reserve(&got, 8192);
-    while ((n = fread(got.base + got.len, 1, got.cap - got.len, fp)) > 0) {
-        got.len += n;
-        if (cr_buf_reserve(&got, 8192) != 0)
-            break;
-    }
-    st = pclose(fp);
-    *out = got.base;
-    *outlen = got.len;
-    return WIFEXITED(st) ? WEXITSTATUS(st) : -1;
-}
 
 /* Verifies an ES256 compact JWS with the raw public point k, in C (R||S turned back into DER). Returns 1 when it
  * verifies; *header and *claims get the decoded JSON (malloc'd, NUL-terminated). */
@@ -173,7 +141,7 @@ static void test_rfc8291_example(void)
     ok_bytes(out.base + 21, 65, as_public, 65); /* the key id is the RFC's as_public, derived from as_private */
 
     /* and the independent receiver opens the RFC's body (its own --selftest, then through the same path) */
-    ok(python_decrypt(ua_private, auth, want.base, want.len, &plain, &plainlen) == 0);
+    ok(cr_test_webpush_decrypt(tmp, ua_private, auth, want.base, want.len, &plain, &plainlen) == 0);
     ok_bytes(plain, plainlen, RFC_PLAINTEXT, strlen(RFC_PLAINTEXT));
     free(plain);
     {
@@ -220,7 +188,7 @@ static void test_round_trips(void)
         memcpy(rs, out.base + 16, 4);
         ok(rs[0] == 0 && rs[1] == 0 && rs[2] == 0x10 && rs[3] == 0 && (unsigned char)out.base[20] == 65 &&
            (unsigned char)out.base[21] == 0x04);
-        okf(python_decrypt(priv, auth, out.base, out.len, &plain, &plainlen) == 0, "python decrypts %zu bytes", len);
+        okf(cr_test_webpush_decrypt(tmp, priv, auth, out.base, out.len, &plain, &plainlen) == 0, "python decrypts %zu bytes", len);
         ok_bytes(plain, plainlen, msg, len);
         free(plain);
     }
@@ -232,7 +200,7 @@ static void test_round_trips(void)
         size_t plainlen = 0;
         memcpy(wrong_auth, auth, sizeof(auth));
         wrong_auth[0] ^= 1;
-        ok(python_decrypt(priv, wrong_auth, out.base, out.len, &plain, &plainlen) == 1 && plainlen == 0);
+        ok(cr_test_webpush_decrypt(tmp, priv, wrong_auth, out.base, out.len, &plain, &plainlen) == 1 && plainlen == 0);
         free(plain);
     }
 
