@@ -65,7 +65,8 @@ static int ua_key(EVP_PKEY **out, const uint8_t pub[RELAY_WEBPUSH_KEY_LEN])
         goto done;
     }
     if (EVP_PKEY_fromdata(ctx, out, EVP_PKEY_PUBLIC_KEY, params) != 1 ||
-        (check = EVP_PKEY_CTX_new_from_pkey(NULL, *out, NULL)) == NULL || EVP_PKEY_public_check(check) != 1)
+        (check = EVP_PKEY_CTX_new_from_pkey(NULL, *out, NULL)) == NULL ||
+        EVP_PKEY_public_check_quick(check) != 1) /* on the curve: enough for P-256, whose cofactor is 1 */
         goto done;
     rc = 0;
 done:
@@ -149,7 +150,7 @@ done:
 static int hkdf(uint8_t *out, size_t outlen, const uint8_t *salt, size_t saltlen, const uint8_t *ikm, size_t ikmlen,
                 const void *info, size_t infolen)
 {
-    EVP_KDF *kdf = NULL;
+    static EVP_KDF *kdf; /* fetched once: a fetch per call cost as much as the derivation (the relay is one thread) */
     EVP_KDF_CTX *kctx = NULL;
     char digest[] = "SHA256";
     OSSL_PARAM params[] = {
@@ -160,11 +161,10 @@ static int hkdf(uint8_t *out, size_t outlen, const uint8_t *salt, size_t saltlen
         OSSL_PARAM_construct_end(),
     };
     int rc = 0;
-    if ((kdf = EVP_KDF_fetch(NULL, "HKDF", NULL)) == NULL || (kctx = EVP_KDF_CTX_new(kdf)) == NULL ||
+    if ((kdf == NULL && (kdf = EVP_KDF_fetch(NULL, "HKDF", NULL)) == NULL) || (kctx = EVP_KDF_CTX_new(kdf)) == NULL ||
         EVP_KDF_derive(kctx, out, outlen, params) != 1)
         rc = ossl_fail("HKDF");
     EVP_KDF_CTX_free(kctx);
-    EVP_KDF_free(kdf);
     return rc;
 }
 
