@@ -97,3 +97,14 @@ void cr_buf_consume(cr_buf_t *b, size_t n)
     memmove(b->base, b->base + n, b->len - n);
     b->len -= n;
 }
+
+char *cr_strndup(const void *p, size_t n)
+{
+    char *s = malloc(n + 1);
+    if (s != NULL) {
+        if (n > 0)
+            memcpy(s, p, n);
+        s[n] = '\0';
+    }
+    return s;
+}

@@ -1,20 +1,22 @@
-/* push_http.h — the push gateway's HTTP client: libcurl's multi interface on the relay's libuv loop, HTTP/2 with
- * one multiplexed, kept-alive connection per origin, bounded answers (DESIGN.md §6). */
+/* push_http.h — the push gateway's HTTP client: net/'s shared cr_http (libcurl multi on the relay's libuv loop, HTTP/2
+ * with one multiplexed, kept-alive connection per origin, bounded answers) speaking push requests (DESIGN.md §6). */
 #ifndef RELAY_PUSH_HTTP_H
 #define RELAY_PUSH_HTTP_H
 
 #include "push.h"
+#include "corral/http.h"
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
 
-#define RELAY_PUSH_HTTP_CONNECT_TIMEOUT_MS 10000L /* default: connecting, TLS included */
-#define RELAY_PUSH_HTTP_TIMEOUT_MS 30000L         /* default: a whole request, from the moment it is sent */
-#define RELAY_PUSH_HTTP_HOST_CONNECTIONS 1L       /* connections per origin: every request to it is one more stream */
-#define RELAY_PUSH_HTTP_STREAMS 1000L             /* streams per connection we allow (the server may allow fewer) */
-#define RELAY_PUSH_HTTP_ACTIVE_MAX 100            /* default: requests handed to curl at once; the rest wait in line */
-#define RELAY_PUSH_HTTP_IDLE_MAX 512              /* idle easy handles kept for reuse */
-#define RELAY_PUSH_RETRY_AFTER_MAX_MS (86400LL * 1000) /* a Retry-After is capped at one day */
+/* The engine is net/'s cr_http (corral/http.h); this is the relay's push-shaped face on it. */
+#define RELAY_PUSH_HTTP_CONNECT_TIMEOUT_MS CR_HTTP_CONNECT_TIMEOUT_MS
+#define RELAY_PUSH_HTTP_TIMEOUT_MS CR_HTTP_TIMEOUT_MS
+#define RELAY_PUSH_HTTP_HOST_CONNECTIONS CR_HTTP_HOST_CONNECTIONS
+#define RELAY_PUSH_HTTP_STREAMS CR_HTTP_STREAMS
+#define RELAY_PUSH_HTTP_ACTIVE_MAX CR_HTTP_ACTIVE_MAX
+#define RELAY_PUSH_HTTP_IDLE_MAX CR_HTTP_IDLE_MAX
+#define RELAY_PUSH_RETRY_AFTER_MAX_MS CR_HTTP_RETRY_AFTER_MAX_MS
 
 typedef struct st_relay_push_http_t relay_push_http_t;
 

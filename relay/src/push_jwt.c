@@ -1,6 +1,7 @@
 /* push_jwt.c — PEM signing keys, ES256/RS256 compact JWTs, APNs provider tokens, FCM assertions and the Google
  * service-account file, over OpenSSL 3's EVP interfaces. */
 #include "push_jwt.h"
+#include "corral/buf.h"
 #include "corral/codec.h"
 #include "corral/error.h"
 #include "corral/json.h"
@@ -378,7 +379,7 @@ static int sa_copy(const char *mp, size_t len, const char *key, const char *src,
     int rc;
     if ((rc = sa_field(mp, len, key, src, &v)) != 0)
         return rc;
-    if ((*out = strndup(v.base, v.len)) == NULL)
+    if ((*out = cr_strndup(v.base, v.len)) == NULL)
         return cr_error_set(CR_ENOMEM, NULL, "out of memory reading %s", src);
     return 0;
 }

@@ -1,5 +1,6 @@
 /* rdb.c — the relay's Redis client: hiredis async with its libuv adapter, reconnection, scripts and pub/sub. */
 #include "rdb.h"
+#include "corral/buf.h"
 #include "corral/error.h"
 #include "corral/log.h"
 #include <hiredis/adapters/libuv.h>
@@ -430,7 +431,7 @@ int relay_rdb_init(relay_rdb_t *rdb, uv_loop_t *loop, const char *url, relay_rdb
         size_t n = q != NULL ? (size_t)(q - path) : strlen(path);
         if (n == 0 || path[0] != '/')
             return cr_error_set(CR_ECONFIG, "redis.url", "redis.url: a unix socket URL is unix:///absolute/path, got '%s'", url);
-        rdb->unix_path = strndup(path, n);
+        rdb->unix_path = cr_strndup(path, n);
         if (q != NULL && sscanf(q, "?db=%d", &rdb->db) != 1)
             return cr_error_set(CR_ECONFIG, "redis.url", "redis.url: expected ?db=N after the socket path");
     } else if (strncmp(url, "redis://", 8) == 0) {
@@ -449,7 +450,7 @@ int relay_rdb_init(relay_rdb_t *rdb, uv_loop_t *loop, const char *url, relay_rdb
         size_t hostlen = colon != NULL ? (size_t)(colon - p) : slash != NULL ? (size_t)(slash - p) : strlen(p);
         if (hostlen == 0)
             return cr_error_set(CR_ECONFIG, "redis.url", "redis.url: no host in '%s'", url);
-        rdb->host = strndup(p, hostlen);
+        rdb->host = cr_strndup(p, hostlen);
         if (colon != NULL && (sscanf(colon + 1, "%d", &rdb->port) != 1 || rdb->port <= 0 || rdb->port > 65535))
             return cr_error_set(CR_ECONFIG, "redis.url", "redis.url: bad port in '%s'", url);
         if (slash != NULL && slash[1] != '\0' && sscanf(slash + 1, "%d", &rdb->db) != 1)

@@ -1,6 +1,7 @@
 /* server/src/agent_claude.c — the Claude Code driver: the CLI's stream-json protocol on stdin/stdout (as the Agent
  * SDKs drive it) to and from Corral events. */
 #include "agent.h"
+#include "corral/buf.h"
 #include "corral/error.h"
 #include "corral/log.h"
 #include "corral/ulid.h"
@@ -173,9 +174,9 @@ static void remember_tool(claude_t *c, cr_span_t id, cr_span_t name, const char 
     free(t->id);
     free(t->name);
     free(t->summary);
-    t->id = strndup(id.base, id.len);
-    t->name = strndup(name.base, name.len);
-    t->summary = strndup(summary, slen);
+    t->id = cr_strndup(id.base, id.len);
+    t->name = cr_strndup(name.base, name.len);
+    t->summary = cr_strndup(summary, slen);
 }
 
 static const claude_tool_t *find_tool(claude_t *c, cr_span_t id)
@@ -344,7 +345,7 @@ static void on_can_use_tool(host_agent_t *a, cr_span_t request_id, cr_span_t req
     }
     pd = &c->pending[c->npending++];
     cr_ulid_new(pd->rid);
-    pd->request_id = strndup(request_id.base, request_id.len);
+    pd->request_id = cr_strndup(request_id.base, request_id.len);
     cr_buf_init(&pd->input, 2 * HOST_AGENT_MAX_LINE);
     if (pd->request_id == NULL || cr_buf_append(&pd->input, input.base, input.len) != 0) {
         pending_drop(c, c->npending - 1);

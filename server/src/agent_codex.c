@@ -1,6 +1,7 @@
 /* server/src/agent_codex.c — the Codex driver: `codex app-server` JSON-RPC over stdio (initialize, thread/start or
  * thread/resume, turn/start, approvals) to and from Corral events. */
 #include "agent.h"
+#include "corral/buf.h"
 #include "corral/error.h"
 #include "corral/log.h"
 #include "corral/ulid.h"
@@ -215,7 +216,7 @@ static void on_response(host_agent_t *a, cr_span_t msg, uint64_t id)
             fail_agent(a, x->resume_id != NULL ? "thread/resume" : "thread/start", err);
         } else if (host_agent__str(msg, "result.thread.id", &v) == 0) {
             free(x->thread_id);
-            x->thread_id = strndup(v.base, v.len);
+            x->thread_id = cr_strndup(v.base, v.len);
             x->ready = 1;
             host_agent__resume_id(a, v.base, v.len);
             next_turn(a);
@@ -231,7 +232,7 @@ static void on_response(host_agent_t *a, cr_span_t msg, uint64_t id)
             if (!next_turn(a))
                 host_agent__turn_done(a, "", 0);
         } else if (host_agent__str(msg, "result.turn.id", &v) == 0 && x->turn_id == NULL) {
-            x->turn_id = strndup(v.base, v.len);
+            x->turn_id = cr_strndup(v.base, v.len);
             if (x->interrupt_wanted)
                 send_interrupt(a);
         }
@@ -338,8 +339,8 @@ static void on_item(host_agent_t *a, cr_span_t params, int completed)
             free(slot->id);
             free(slot->summary);
             cr_buf_free(&slot->changes);
-            slot->id = strndup(id.base, id.len);
-            slot->summary = strndup(paths.base, paths.len);
+            slot->id = cr_strndup(id.base, id.len);
+            slot->summary = cr_strndup(paths.base, paths.len);
             cr_buf_init(&slot->changes, 64 * 1024);
             if (host_agent__copy_trimmed(&slot->changes, v, 8192, 6) != 0)
                 slot->changes.len = 0;
@@ -454,7 +455,7 @@ static void codex_on_line(host_agent_t *a, char *line, size_t len)
             respond(a, id.base, id.len, NULL, "corral does not handle this request");
     } else if (cr_span_eq(method, "turn/started", 12)) {
         if (x->turn_id == NULL && host_agent__str(params, "turn.id", &v) == 0) {
-            x->turn_id = strndup(v.base, v.len);
+            x->turn_id = cr_strndup(v.base, v.len);
             if (x->interrupt_wanted)
                 send_interrupt(a);
         }

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #endif
 #include "store.h"
+#include "corral/buf.h"
 #include "corral/envelope.h"
 #include "corral/error.h"
 #include "corral/json.h"
@@ -956,7 +957,7 @@ static int get_str(const char *mp, size_t len, const char *key, int required, ch
         dst[it.bytes.len] = '\0';
         return 0;
     }
-    if ((*dup = strndup(it.bytes.base, it.bytes.len)) == NULL)
+    if ((*dup = cr_strndup(it.bytes.base, it.bytes.len)) == NULL)
         return cr_error_set(CR_ENOMEM, NULL, "out of memory");
     return 0;
 }

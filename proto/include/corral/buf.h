@@ -35,4 +35,8 @@ static inline void cr_buf_reset(cr_buf_t *b)
     b->len = 0;
 }
 
+/* A NUL-terminated malloc'd copy of the n bytes at p (which need not hold a NUL: unlike strndup, nothing past p + n is
+ * read). NULL when out of memory. The caller frees it. */
+char *cr_strndup(const void *p, size_t n);
+
 #endif

@@ -1,6 +1,7 @@
 /* push_jwt.c — unit tests of relay/src/push_jwt.c: PEM keys, ES256/RS256 JWTs checked by OpenSSL and by the independent
  * tests/fakes/jwt_verify.py, APNs provider tokens, FCM assertions and service-account files. */
 #include "harness.h"
+#include "corral/buf.h"
 #include "proc.h"
 #include "push_jwt.h"
 #include "corral/codec.h"
@@ -52,7 +53,7 @@ static char *pem_of(EVP_PKEY *pkey, const char *kind)
     else
         r = PEM_write_bio_PKCS8PrivateKey(bio, pkey, EVP_aes_256_cbc(), "secret", 6, NULL, NULL);
     n = BIO_get_mem_data(bio, &data);
-    copy = r == 1 && n > 0 ? strndup(data, (size_t)n) : strdup("");
+    copy = r == 1 && n > 0 ? cr_strndup(data, (size_t)n) : strdup("");
     BIO_free(bio);
     return copy;
 }

@@ -4,6 +4,7 @@
  * how every documented provider answer is classified. */
 #define _GNU_SOURCE
 #include "harness.h"
+#include "corral/buf.h"
 #include "webpush_check.h"
 #include "mp_text.h"
 #include "proc.h"
@@ -784,7 +785,7 @@ static void test_fcm_token(void)
     ok_str(r.url, "https://oauth2.googleapis.com/token");
     ok_str(r.method, "POST");
     ok_str(hdr(&r, "content-type"), "application/x-www-form-urlencoded");
-    body = strndup(r.body.base, r.body.len);
+    body = cr_strndup(r.body.base, r.body.len);
     ok(strncmp(body, prefix, strlen(prefix)) == 0);
     d1 = strchr(body + strlen(prefix), '.');
     d2 = d1 != NULL ? strchr(d1 + 1, '.') : NULL;
