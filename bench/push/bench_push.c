@@ -35,13 +35,6 @@ const char *bench_provider_name(int bit)
     return bit == BP_APNS ? "apns" : bit == BP_FCM ? "fcm" : "webpush";
 }
 
-uint64_t bench_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 void lat_add(lat_t *l, uint64_t ns)
 {
     if (l->n == l->cap) {
@@ -93,42 +86,6 @@ void lat_free(lat_t *l)
 }
 
 /* ---- the table of results, processes ---------------------------------------------------------------------------- */
-
-typedef struct st_row_t {
-    char figure[64], value[48], target[24];
-    int met; /* 1 yes, 0 no, -1 no target */
-} row_t;
-static row_t rows[48];
-static size_t nrows;
-
-void bench_row(const char *figure, const char *target, int met, const char *fmt, ...)
-{
-    va_list ap;
-    row_t *r;
-    if (nrows == sizeof(rows) / sizeof(rows[0]))
-        return;
-    r = &rows[nrows++];
-    snprintf(r->figure, sizeof(r->figure), "%s", figure);
-    snprintf(r->target, sizeof(r->target), "%s", target != NULL ? target : "");
-    r->met = target != NULL ? met : -1;
-    va_start(ap, fmt);
-    vsnprintf(r->value, sizeof(r->value), fmt, ap);
-    va_end(ap);
-}
-
-double bench_cpu_s(pid_t pid)
-{
-    char path[64], buf[1024], *q;
-    unsigned long ut = 0, st = 0;
-    FILE *f;
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    if ((f = fopen(path, "r")) == NULL)
-        return 0;
-    if (fgets(buf, sizeof(buf), f) != NULL && (q = strrchr(buf, ')')) != NULL)
-        sscanf(q + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st);
-    fclose(f);
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
 
 int bench_fake_start(cr_test_fake_push_t *fp, long log_size)
 {
@@ -243,14 +200,6 @@ static int parse_args(int argc, char **argv)
     return 0;
 }
 
-static void print_table(void)
-{
-    printf("\n%-48s %-30s %-14s %s\n", "figure", "value", "target", "met");
-    for (size_t i = 0; i < nrows; ++i)
-        printf("%-48s %-30s %-14s %s\n", rows[i].figure, rows[i].value, rows[i].target,
-               rows[i].met < 0 ? "" : rows[i].met ? "yes" : "NO");
-}
-
 int main(int argc, char **argv)
 {
     double load[3] = {0, 0, 0};
@@ -268,7 +217,7 @@ int main(int argc, char **argv)
         part_sender(opt.providers, opt.n, opt.web_n, opt.active, opt.window);
     if (strchr(opt.only, 'b') != NULL)
         part_e2e(opt.providers, opt.secs, opt.rate);
-    print_table();
+    bench_print_table(48);
     curl_global_cleanup();
     return 0;
 }

@@ -3,6 +3,7 @@
 #ifndef BENCH_PUSH_H
 #define BENCH_PUSH_H
 
+#include "bench_common.h"
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -15,9 +16,6 @@
 
 /* "apns", "fcm" or "webpush" for one bit of the set. */
 const char *bench_provider_name(int bit);
-
-/* Nanoseconds on CLOCK_MONOTONIC: one clock for every process on the machine, the fake's log included. */
-uint64_t bench_now_ns(void);
 
 /* Latency samples, kept whole (at most a few hundred thousand per figure) so percentiles are exact. Zero it to
  * start; lat_free releases it. */
@@ -37,13 +35,6 @@ double lat_pct_ms(lat_t *l, double pct);
 double lat_max_ms(lat_t *l);
 
 void lat_free(lat_t *l);
-
-/* Adds a row to the final table: figure, value (printf-formatted), target (NULL when the figure has none) and
- * whether the target was met. */
-void bench_row(const char *figure, const char *target, int met, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
-
-/* CPU seconds (user + system) pid has used so far, 0 when unknown. */
-double bench_cpu_s(pid_t pid);
 
 /* Starts a fake for a part: providers' checks as in the tests, no limit on new APNs provider tokens, log_size
  * entries kept (< 0: counters only). Prints its pid. Returns 0 or -1 with a message. */

@@ -47,13 +47,6 @@ static char run_id[CR_ULID_LEN + 1];
 
 /* ---- clocks, histograms, the table of results ------------------------------------------------------------------- */
 
-uint64_t bench_now_ns(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
-}
-
 #define FINE_N 100000   /* 1 µs buckets up to 100 ms */
 #define COARSE_N 100000 /* then 1 ms buckets up to 100 s; beyond lands in the last */
 
@@ -110,28 +103,6 @@ double hist_pct_ms(const hist_t *h, double pct)
 double hist_max_ms(const hist_t *h)
 {
     return (double)h->max_ns / 1e6;
-}
-
-typedef struct st_row_t {
-    char figure[64], value[64], target[24];
-    int met; /* 1 yes, 0 no, -1 no target */
-} row_t;
-static row_t rows[40];
-static size_t nrows;
-
-void bench_row(const char *figure, const char *target, int met, const char *fmt, ...)
-{
-    va_list ap;
-    row_t *r;
-    if (nrows == sizeof(rows) / sizeof(rows[0]))
-        return;
-    r = &rows[nrows++];
-    snprintf(r->figure, sizeof(r->figure), "%s", figure);
-    snprintf(r->target, sizeof(r->target), "%s", target != NULL ? target : "");
-    r->met = target != NULL ? met : -1;
-    va_start(ap, fmt);
-    vsnprintf(r->value, sizeof(r->value), fmt, ap);
-    va_end(ap);
 }
 
 void bench_reserve(cr_buf_t *b, size_t n)
@@ -395,37 +366,6 @@ int bench_token(char *out, size_t outlen, const char *team, const char *kind, co
     return 0;
 }
 
-long bench_rss_kib(pid_t pid)
-{
-    char path[64], line[256];
-    long kib = -1;
-    FILE *f;
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    if ((f = fopen(path, "r")) == NULL)
-        return -1;
-    while (fgets(line, sizeof(line), f) != NULL)
-        if (strncmp(line, "VmRSS:", 6) == 0) {
-            kib = strtol(line + 6, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return kib;
-}
-
-double bench_cpu_s(pid_t pid)
-{
-    char path[64], buf[1024], *q;
-    unsigned long ut = 0, st = 0;
-    FILE *f;
-    snprintf(path, sizeof(path), "/proc/%d/stat", (int)pid);
-    if ((f = fopen(path, "r")) == NULL)
-        return 0;
-    if (fgets(buf, sizeof(buf), f) != NULL && (q = strrchr(buf, ')')) != NULL)
-        sscanf(q + 2, "%*c %*d %*d %*d %*d %*d %*u %*u %*u %*u %*u %lu %lu", &ut, &st);
-    fclose(f);
-    return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
-}
-
 uint64_t bench_metric(const char *name)
 {
     char url[128];
@@ -607,14 +547,6 @@ static void print_relay_build(const char *exe)
         printf("  WARNING: a sanitizer build; the figures mean little\n");
 }
 
-static void print_table(void)
-{
-    printf("\n%-44s %-26s %-14s %s\n", "figure", "value", "target", "met");
-    for (size_t i = 0; i < nrows; ++i)
-        printf("%-44s %-26s %-14s %s\n", rows[i].figure, rows[i].value, rows[i].target,
-               rows[i].met < 0 ? "" : rows[i].met ? "yes" : "NO");
-}
-
 int main(int argc, char **argv)
 {
     struct rlimit rl;
@@ -651,7 +583,7 @@ int main(int argc, char **argv)
         part_actions(opt.actions);
 
     cr_test_redis_stop(&redis);
-    print_table();
+    bench_print_table(44);
     curl_global_cleanup();
     return 0;
 }

@@ -7,12 +7,10 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
+#include "bench_common.h"
 #include "corral/buf.h"
 #include "redis_server.h"
 #include "relay_proc.h"
-
-/* Nanoseconds on CLOCK_MONOTONIC (one clock for every process on the machine). */
-uint64_t bench_now_ns(void);
 
 /* A latency histogram: 1 µs buckets up to 100 ms, 1 ms buckets up to 100 s. */
 typedef struct st_hist_t hist_t;
@@ -31,10 +29,6 @@ double hist_pct_ms(const hist_t *h, double pct);
 
 /* The largest latency recorded, in milliseconds. */
 double hist_max_ms(const hist_t *h);
-
-/* Adds a row to the final table: figure, value (printf-formatted), target (NULL when the figure has none) and
- * whether the target was met. */
-void bench_row(const char *figure, const char *target, int met, const char *fmt, ...) __attribute__((format(printf, 4, 5)));
 
 /* cr_buf_reserve that exits with a message when it fails (the benchmark's own, bounded sizes). */
 void bench_reserve(cr_buf_t *b, size_t n);
@@ -102,12 +96,6 @@ int bench_team(const char *team);
 
 /* `corral-relay admin token create --team TEAM --kind KIND --label LABEL` into out. Returns 0 or -1. */
 int bench_token(char *out, size_t outlen, const char *team, const char *kind, const char *label);
-
-/* VmRSS of pid in KiB, -1 when unknown. */
-long bench_rss_kib(pid_t pid);
-
-/* CPU seconds (user + system) pid has used so far, 0 when unknown. */
-double bench_cpu_s(pid_t pid);
 
 /* A counter or gauge from the relay's /metrics, 0 when absent. */
 uint64_t bench_metric(const char *name);
