@@ -1,36 +1,56 @@
-/* clients/cli/main.c — the corral CLI: lists the planned commands of DESIGN.md section 9; none is implemented yet. */
+/* clients/cli/main.c — the corral CLI: talks to corrald's local API (HTTP/1.1 with JSON over its unix socket) to start,
+ * list, follow, review and steer sessions, and lets an agent ask its human a question (`corral ask`). */
+#include "corral/buf.h"
+#include "corral/error.h"
+#include "corral/json.h"
+#include "corral/mp.h"
+#include <curl/curl.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #ifndef CORRAL_VERSION
 #error "CORRAL_VERSION must be defined by the build (the top CMakeLists.txt does)"
 #endif
 
-/* Exit status for a command line the CLI cannot act on: a usage error, an unknown or unimplemented command. */
-#define CLI_EXIT_USAGE 2
+/* Exit statuses a script can rely on (also in --help). */
+#define EXIT_OK 0
+#define EXIT_ERROR 1     /* anything not listed below */
+#define EXIT_USAGE 2     /* a bad command line */
+#define EXIT_NOTFOUND 3  /* no such session, base branch, agent program or request */
+#define EXIT_CONFLICT 4  /* it does not apply now: the name is taken, nothing waits, the session has finished, a merge
+                            conflict */
+#define EXIT_NOHOST 5    /* corrald is not running (nothing listens on its socket) */
+#define EXIT_DENIED 6    /* the token does not reach that (a session token used for another session) */
+
+#define RESPONSE_MAX (64u << 20)
+
+enum { MP_NIL = 0, MP_BOOL = 1, MP_UINT = 2, MP_INT = 3, MP_STR = 5, MP_ARRAY = 6, MP_MAP = 7 };
+
+static int json_out;
+static char sock_path[4096];
+static const char *token;
 
 static const struct {
     const char *name;
+    const char *args;
     const char *help;
 } commands[] = {
-    {"up", "start corrald for this repository and connect it to the relay"},
-    {"new", "start a session: worktree, branch and agent on a task"},
-    {"ls", "list sessions and what each one needs"},
-    {"log", "show a session's events"},
-    {"diff", "show a session's changes against its base branch"},
-    {"approve", "approve a session's pending request or diff"},
-    {"reject", "reject a session's pending request or diff, with a reason"},
-    {"reply", "answer an agent's question"},
-    {"task", "queue a follow-up task for a session"},
-    {"suspend", "stop a session's agent, keeping its worktree"},
-    {"resume", "restart a suspended session"},
-    {"pair", "pair a phone with this host through a QR code"},
-    {"identity", "create and list agent identities"},
-    {"secret", "set, list, read and delete an identity's secrets"},
-    {"inbox", "read the mail and SMS an identity received"},
-    {"otp", "wait for a one-time code sent to an identity"},
-    {"ask", "from inside a session: ask the human and wait for the answer"},
-    {"whoami", "show the host, team and relay this CLI talks to"},
+    {"new", "TASK --name NAME [--agent claude|codex|shell] [--cmd CMD] [--identity IDN] [--base BRANCH]",
+     "start a session: branch corral/NAME, its worktree and the agent on TASK"},
+    {"ls", "", "list sessions, their state and what each one needs"},
+    {"log", "NAME [-f] [--after N]", "show a session's events (-f: follow until it ends)"},
+    {"diff", "NAME", "show a session's changes against its base branch"},
+    {"rm", "NAME [--keep-branch]", "stop a session's agent and remove its worktree, branch and record"},
+    {"approve", "NAME [--rid RID]", "approve the pending request, or commit and merge the pending diff"},
+    {"reject", "NAME [--reason TEXT] [--discard] [--rid RID]", "deny the pending request, or reject the diff"},
+    {"reply", "NAME TEXT", "answer the agent's question, or send it your next message"},
+    {"task", "NAME TEXT", "queue a follow-up task (tasks.md); it starts when the agent is idle"},
+    {"interrupt", "NAME", "interrupt the agent's running turn"},
+    {"suspend", "NAME", "end the agent cleanly, keeping its worktree and conversation"},
+    {"resume", "NAME [TEXT]", "restart a suspended session's agent in the same conversation"},
+    {"ask", "QUESTION", "from inside a session: ask the human and print the answer"},
 };
 
 static void usage(FILE *fp)
@@ -38,26 +58,569 @@ static void usage(FILE *fp)
     fprintf(fp, "Usage: corral COMMAND [ARGS] [--json]\n"
                 "       corral --help | --version\n"
                 "\n"
-                "Runs AI coding agents in parallel, each in its own git worktree, and lets you supervise them\n"
-                "from your phone.\n"
-                "\n"
-                "Commands (planned; this version implements none of them yet):\n");
+                "Runs AI coding agents in parallel, each in its own git worktree, and lets you supervise them.\n"
+                "It talks to corrald over $CORRAL_HOME/corrald.sock (default ~/.local/state/corral/corrald.sock;\n"
+                "inside a session CORRAL_URL and CORRAL_TOKEN say where and who).\n"
+                "\nCommands:\n");
     for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); ++i)
-        fprintf(fp, "  %-9s %s (not yet implemented)\n", commands[i].name, commands[i].help);
+        fprintf(fp, "  %-9s %s\n            %s\n", commands[i].name, commands[i].args, commands[i].help);
     fprintf(fp, "\n"
                 "Options:\n"
-                "  --json     print a command's result as JSON (with every command)\n"
+                "  --json     print the result as JSON (log: one event a line) — errors too, on stdout\n"
+                "  --aid ID   (actions) the idempotency key: the same ID is applied only once\n"
                 "  --help     print this help\n"
-                "  --version  print the version\n");
+                "  --version  print the version\n"
+                "\n"
+                "Exit status:\n"
+                "  0 ok · 1 error · 2 usage · 3 not found (session, base branch, agent program) ·\n"
+                "  4 conflict (name taken, nothing pending, session finished, merge conflict) ·\n"
+                "  5 corrald not running · 6 not allowed with this session token\n");
+}
+
+/* ---- HTTP over the unix socket ------------------------------------------------------------------------------- */
+
+static size_t on_data(char *p, size_t size, size_t n, void *data)
+{
+    cr_buf_t *b = data;
+    return cr_buf_append(b, p, size * n) == 0 ? size * n : 0;
+}
+
+/* Sends a request; *status gets the HTTP status and resp the body. Returns 0, or EXIT_NOHOST / EXIT_ERROR after
+ * printing why. */
+static int request(long *status, cr_buf_t *resp, const char *method, const char *path, const char *body, long timeout_s)
+{
+    CURL *c = curl_easy_init();
+    struct curl_slist *hdr = NULL;
+    char url[4096 + 32], auth[256];
+    CURLcode rc;
+    if (c == NULL) {
+        fprintf(stderr, "corral: cannot initialise libcurl\n");
+        return EXIT_ERROR;
+    }
+    snprintf(url, sizeof(url), "http://corrald%s", path);
+    curl_easy_setopt(c, CURLOPT_UNIX_SOCKET_PATH, sock_path);
+    curl_easy_setopt(c, CURLOPT_URL, url);
+    curl_easy_setopt(c, CURLOPT_CUSTOMREQUEST, method);
+    curl_easy_setopt(c, CURLOPT_WRITEFUNCTION, on_data);
+    curl_easy_setopt(c, CURLOPT_WRITEDATA, resp);
+    curl_easy_setopt(c, CURLOPT_TIMEOUT, timeout_s);
+    curl_easy_setopt(c, CURLOPT_NOSIGNAL, 1L);
+    hdr = curl_slist_append(hdr, "Accept: application/json");
+    if (body != NULL) {
+        hdr = curl_slist_append(hdr, "Content-Type: application/json");
+        curl_easy_setopt(c, CURLOPT_POSTFIELDS, body);
+        curl_easy_setopt(c, CURLOPT_POSTFIELDSIZE, (long)strlen(body));
+    }
+    if (token != NULL && token[0] != '\0') {
+        snprintf(auth, sizeof(auth), "Authorization: Bearer %s", token);
+        hdr = curl_slist_append(hdr, auth);
+    }
+    curl_easy_setopt(c, CURLOPT_HTTPHEADER, hdr);
+    rc = curl_easy_perform(c);
+    curl_easy_getinfo(c, CURLINFO_RESPONSE_CODE, status);
+    curl_slist_free_all(hdr);
+    curl_easy_cleanup(c);
+    if (rc == CURLE_COULDNT_CONNECT) {
+        fprintf(stderr, "corral: corrald is not running (nothing listens on %s); start it with `corrald --repo DIR`\n",
+                sock_path);
+        return EXIT_NOHOST;
+    }
+    if (rc != CURLE_OK) {
+        fprintf(stderr, "corral: talking to corrald on %s: %s\n", sock_path, curl_easy_strerror(rc));
+        return EXIT_ERROR;
+    }
+    return 0;
+}
+
+/* ---- JSON in and out ----------------------------------------------------------------------------------------- */
+
+static void json_str(cr_buf_t *b, const char *s)
+{
+    cr_buf_append(b, "\"", 1);
+    for (const unsigned char *p = (const unsigned char *)s; *p != '\0'; ++p) {
+        if (*p == '"' || *p == '\\')
+            cr_buf_appendf(b, "\\%c", *p);
+        else if (*p < 0x20)
+            cr_buf_appendf(b, "\\u%04x", *p);
+        else
+            cr_buf_append(b, p, 1);
+    }
+    cr_buf_append(b, "\"", 1);
+}
+
+/* Appends ,"key":"value" (or the first pair without the comma when b ends with '{'). */
+static void json_kv(cr_buf_t *b, const char *key, const char *value)
+{
+    if (value == NULL)
+        return;
+    if (b->len > 0 && b->base[b->len - 1] != '{')
+        cr_buf_append(b, ",", 1);
+    json_str(b, key);
+    cr_buf_append(b, ":", 1);
+    json_str(b, value);
+}
+
+/* The value at key of the map at v, as a span; {NULL, 0} when absent. */
+static cr_span_t get(cr_span_t v, const char *key)
+{
+    cr_span_t out = {NULL, 0};
+    if (v.base == NULL || cr_mp_map_get(v.base, v.len, key, &out) != 0)
+        out = (cr_span_t){NULL, 0};
+    return out;
+}
+
+static int item(cr_span_t v, cr_mp_item_t *it)
+{
+    memset(it, 0, sizeof(*it));
+    if (v.base == NULL || cr_mp_read(v.base, v.base + v.len, it) == 0) {
+        it->type = -1;
+        return -1;
+    }
+    return 0;
+}
+
+/* A str at key as "%.*s" arguments. */
+#define STR(v, key) (int)str_of(v, key).len, str_of(v, key).base
+static cr_span_t str_of(cr_span_t v, const char *key)
+{
+    cr_mp_item_t it;
+    if (item(get(v, key), &it) != 0 || it.type != MP_STR)
+        return (cr_span_t){"", 0};
+    return it.bytes;
+}
+
+static uint64_t uint_of(cr_span_t v, const char *key)
+{
+    cr_mp_item_t it;
+    if (item(get(v, key), &it) != 0 || it.type != MP_UINT)
+        return 0;
+    return it.u;
+}
+
+static int bool_of(cr_span_t v, const char *key)
+{
+    cr_mp_item_t it;
+    return item(get(v, key), &it) == 0 && it.type == MP_BOOL && it.u != 0;
+}
+
+/* The elements of the array at v: calls fn for each. */
+static void each(cr_span_t v, void (*fn)(cr_span_t e, void *data), void *data)
+{
+    cr_mp_item_t it;
+    const char *p, *end;
+    size_t hdr;
+    if (v.base == NULL)
+        return;
+    end = v.base + v.len;
+    if ((hdr = cr_mp_read(v.base, end, &it)) == 0 || it.type != MP_ARRAY)
+        return;
+    p = v.base + hdr;
+    for (uint32_t i = 0; i < it.count && p < end; ++i) {
+        const char *next = cr_mp_skip(p, end);
+        fn((cr_span_t){p, (size_t)(next - p)}, data);
+        p = next;
+    }
+}
+
+/* Converts a response body to msgpack in mp; returns its span, {NULL,0} when it is not JSON. */
+static cr_span_t parse(cr_buf_t *mp, const cr_buf_t *resp)
+{
+    cr_limits_t lim = cr_limits_default;
+    lim.max_depth += 4;
+    lim.max_envelope = RESPONSE_MAX;
+    if (resp->len == 0 || cr_json_to_msgpack(mp, resp->base, resp->len, &lim) != 0)
+        return (cr_span_t){NULL, 0};
+    return (cr_span_t){mp->base, mp->len};
+}
+
+/* Reports an error answer; returns the exit status for it. */
+static int fail(long status, const cr_buf_t *resp)
+{
+    cr_buf_t mp;
+    cr_span_t v, e;
+    int code = status == 404 ? EXIT_NOTFOUND : status == 409 ? EXIT_CONFLICT : status == 401 || status == 403 ? EXIT_DENIED
+             : status == 400 || status == 405 ? EXIT_ERROR : EXIT_ERROR;
+    cr_buf_init(&mp, RESPONSE_MAX);
+    v = parse(&mp, resp);
+    e = get(v, "error");
+    if (json_out) {
+        fwrite(resp->base, 1, resp->len, stdout);
+        putchar('\n');
+    }
+    if (e.base != NULL)
+        fprintf(stderr, "corral: %.*s\n", STR(e, "message"));
+    else if (v.base != NULL && get(v, "detail").base != NULL)
+        fprintf(stderr, "corral: %.*s\n", STR(v, "detail"));
+    else
+        fprintf(stderr, "corral: corrald answered %ld\n", status);
+    cr_buf_free(&mp);
+    return code;
+}
+
+/* Runs one request and, for a 2xx answer, gives the parsed body in mp / *v. Returns 0 or an exit status. */
+static int call(cr_buf_t *resp, cr_buf_t *mp, cr_span_t *v, const char *method, const char *path, const char *body,
+                long timeout_s, long *status_out)
+{
+    long status = 0;
+    int rc;
+    cr_buf_init(resp, RESPONSE_MAX);
+    cr_buf_init(mp, RESPONSE_MAX);
+    if ((rc = request(&status, resp, method, path, body, timeout_s)) != 0)
+        return rc;
+    if (status_out != NULL)
+        *status_out = status;
+    if (status < 200 || status > 299)
+        return fail(status, resp);
+    *v = parse(mp, resp);
+    return 0;
+}
+
+static void print_raw(const cr_buf_t *resp)
+{
+    fwrite(resp->base, 1, resp->len, stdout);
+    putchar('\n');
+}
+
+/* ---- commands ------------------------------------------------------------------------------------------------ */
+
+typedef struct st_args_t {
+    const char *pos[4];
+    int npos;
+    const char *name, *agent, *cmd, *identity, *base, *rid, *reason, *aid, *after;
+    int follow, discard, keep_branch;
+} args_t;
+
+/* Escapes a path segment (session names are [A-Za-z0-9._-], but the user may type anything). */
+static void path_seg(char *out, size_t outlen, const char *s)
+{
+    size_t o = 0;
+    for (; *s != '\0' && o + 4 < outlen; ++s) {
+        unsigned char c = (unsigned char)*s;
+        if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' || c == '_' || c == '-')
+            out[o++] = (char)c;
+        else
+            o += (size_t)snprintf(out + o, outlen - o, "%%%02X", c);
+    }
+    out[o] = '\0';
+}
+
+static int cmd_new(const args_t *a)
+{
+    cr_buf_t body, resp, mp;
+    cr_span_t v = {0};
+    int rc;
+    if (a->npos != 1 || a->name == NULL) {
+        fprintf(stderr, "corral: usage: corral new \"TASK\" --name NAME [--agent A] [--cmd C] [--identity I] [--base B]\n");
+        return EXIT_USAGE;
+    }
+    cr_buf_init(&body, 1u << 20);
+    cr_buf_append(&body, "{", 1);
+    json_kv(&body, "task", a->pos[0]);
+    json_kv(&body, "name", a->name);
+    json_kv(&body, "agent", a->agent);
+    json_kv(&body, "cmd", a->cmd);
+    json_kv(&body, "identity", a->identity);
+    json_kv(&body, "base", a->base);
+    cr_buf_append(&body, "}", 2);
+    rc = call(&resp, &mp, &v, "POST", "/v1/sessions", body.base, 60, NULL);
+    if (rc == 0) {
+        if (json_out)
+            print_raw(&resp);
+        else
+            printf("%.*s: started %.*s on %.*s (from %.*s) in %.*s\n", STR(v, "name"), STR(v, "agent"), STR(v, "branch"),
+                   STR(v, "base"), STR(v, "worktree"));
+    }
+    cr_buf_free(&body);
+    cr_buf_free(&resp);
+    cr_buf_free(&mp);
+    return rc;
+}
+
+static void ls_row(cr_span_t s, void *data)
+{
+    cr_span_t needs = get(s, "needs");
+    cr_mp_item_t it;
+    (void)data;
+    if (item(needs, &it) == 0 && it.type == MP_MAP)
+        printf("%-24.*s %-10.*s %-7.*s %.*s\n", STR(s, "name"), STR(s, "state"), STR(s, "agent"), STR(needs, "k"));
+    else
+        printf("%-24.*s %-10.*s %-7.*s -\n", STR(s, "name"), STR(s, "state"), STR(s, "agent"));
+}
+
+static int cmd_ls(const args_t *a)
+{
+    cr_buf_t resp, mp;
+    cr_span_t v = {0};
+    int rc;
+    if (a->npos != 0) {
+        fprintf(stderr, "corral: usage: corral ls [--json]\n");
+        return EXIT_USAGE;
+    }
+    if ((rc = call(&resp, &mp, &v, "GET", "/v1/sessions", NULL, 30, NULL)) == 0) {
+        if (json_out) {
+            print_raw(&resp);
+        } else {
+            printf("%-24s %-10s %-7s %s\n", "NAME", "STATE", "AGENT", "NEEDS");
+            each(get(v, "sessions"), ls_row, NULL);
+        }
+    }
+    cr_buf_free(&resp);
+    cr_buf_free(&mp);
+    return rc;
+}
+
+static void print_lines(const char *prefix, cr_span_t t)
+{
+    const char *p = t.base, *end = t.base + t.len;
+    while (p < end) {
+        const char *nl = memchr(p, '\n', (size_t)(end - p));
+        const char *stop = nl != NULL ? nl : end;
+        printf("%s%.*s\n", prefix, (int)(stop - p), p);
+        p = stop + 1;
+    }
+}
+
+static void log_event(cr_span_t e, void *data)
+{
+    cr_span_t b = get(e, "b");
+    cr_span_t k = str_of(e, "k");
+    uint64_t seq = uint_of(e, "seq");
+    cr_mp_item_t it;
+    (void)data;
+    if (json_out) {
+        cr_buf_t j;
+        cr_buf_init(&j, RESPONSE_MAX);
+        if (cr_json_from_msgpack(&j, e.base, e.len, NULL) == 0)
+            printf("%.*s\n", (int)j.len, j.base);
+        cr_buf_free(&j);
+        return;
+    }
+    if (item(b, &it) != 0 || it.type != MP_MAP) {
+        printf("#%llu %.*s (sealed)\n", (unsigned long long)seq, (int)k.len, k.base);
+        return;
+    }
+#define IS(lit) cr_span_eq(k, lit, sizeof(lit) - 1)
+    printf("#%llu %.*s: ", (unsigned long long)seq, (int)k.len, k.base);
+    if (IS("session.started"))
+        printf("%.*s (%.*s) on %.*s from %.*s\n", STR(b, "name"), STR(b, "agent"), STR(b, "branch"), STR(b, "base"));
+    else if (IS("session.state"))
+        printf("%.*s%s%.*s\n", STR(b, "state"), str_of(b, "reason").len > 0 ? " — " : "", STR(b, "reason"));
+    else if (IS("agent.message") || IS("question")) {
+        printf("\n");
+        print_lines("  ", str_of(b, "text"));
+    } else if (IS("agent.tool")) {
+        printf("%.*s %.*s%s\n", STR(b, "tool"), STR(b, "summary"), bool_of(b, "is_error") ? " (error)" : "");
+        if (get(b, "output").base != NULL)
+            print_lines("  | ", str_of(b, "output"));
+    } else if (IS("approval.request"))
+        printf("%.*s %.*s — corral approve|reject (rid %.*s)\n", STR(b, "tool"), STR(b, "summary"), STR(b, "rid"));
+    else if (IS("diff.ready"))
+        printf("+%llu -%llu in %zu files — corral diff / approve / reject\n", (unsigned long long)uint_of(b, "add"),
+               (unsigned long long)uint_of(b, "del"),
+               (size_t)(item(get(b, "files"), &it) == 0 && it.type == MP_ARRAY ? it.count : 0));
+    else if (IS("action.applied"))
+        printf("%s %.*s%s%.*s\n", bool_of(b, "ok") ? "ok" : "FAILED", STR(b, "detail"),
+               str_of(b, "commit").len > 0 ? " commit " : "", STR(b, "commit"));
+    else if (IS("session.done"))
+        printf("%.*s\n", STR(b, "summary"));
+    else {
+        cr_buf_t j;
+        cr_buf_init(&j, RESPONSE_MAX);
+        if (cr_json_from_msgpack(&j, b.base, b.len, NULL) == 0)
+            printf("%.*s\n", (int)j.len, j.base);
+        cr_buf_free(&j);
+    }
+#undef IS
+    fflush(stdout);
+}
+
+static int cmd_log(const args_t *a)
+{
+    char seg[512], path[1024];
+    unsigned long long after = a->after != NULL ? strtoull(a->after, NULL, 10) : 0;
+    int rc;
+    if (a->npos != 1) {
+        fprintf(stderr, "corral: usage: corral log NAME [-f] [--after N]\n");
+        return EXIT_USAGE;
+    }
+    path_seg(seg, sizeof(seg), a->pos[0]);
+    for (;;) {
+        cr_buf_t resp, mp;
+        cr_span_t v = {0}, st;
+        uint64_t next;
+        int more, ended;
+        snprintf(path, sizeof(path), "/v1/sessions/%s/transcript?after=%llu%s", seg, after, a->follow ? "&wait=25" : "");
+        if ((rc = call(&resp, &mp, &v, "GET", path, NULL, 60, NULL)) != 0) {
+            cr_buf_free(&resp);
+            cr_buf_free(&mp);
+            return rc;
+        }
+        each(get(v, "events"), log_event, NULL);
+        next = uint_of(v, "next");
+        more = next > after;
+        after = next;
+        st = str_of(v, "state");
+        ended = cr_span_eq(st, "done", 4) || cr_span_eq(st, "failed", 6);
+        cr_buf_free(&resp);
+        cr_buf_free(&mp);
+        if (!a->follow || (!more && ended))
+            break;
+    }
+    return 0;
+}
+
+static int cmd_diff(const args_t *a)
+{
+    char seg[512], path[1024];
+    cr_buf_t resp, mp;
+    cr_span_t v = {0};
+    int rc;
+    if (a->npos != 1) {
+        fprintf(stderr, "corral: usage: corral diff NAME\n");
+        return EXIT_USAGE;
+    }
+    path_seg(seg, sizeof(seg), a->pos[0]);
+    snprintf(path, sizeof(path), "/v1/sessions/%s/diff", seg);
+    if ((rc = call(&resp, &mp, &v, "GET", path, NULL, 60, NULL)) == 0) {
+        if (json_out) {
+            print_raw(&resp);
+        } else {
+            cr_span_t p = str_of(v, "patch");
+            fwrite(p.base, 1, p.len, stdout);
+            if (bool_of(v, "truncated"))
+                printf("... (cut: the diff is larger)\n");
+        }
+    }
+    cr_buf_free(&resp);
+    cr_buf_free(&mp);
+    return rc;
+}
+
+static int cmd_rm(const args_t *a)
+{
+    char seg[512], path[1024];
+    cr_buf_t resp, mp;
+    cr_span_t v = {0};
+    int rc;
+    if (a->npos != 1) {
+        fprintf(stderr, "corral: usage: corral rm NAME [--keep-branch]\n");
+        return EXIT_USAGE;
+    }
+    path_seg(seg, sizeof(seg), a->pos[0]);
+    snprintf(path, sizeof(path), "/v1/sessions/%s%s", seg, a->keep_branch ? "?keep_branch=1" : "");
+    if ((rc = call(&resp, &mp, &v, "DELETE", path, NULL, 60, NULL)) == 0) {
+        if (json_out)
+            print_raw(&resp);
+        else
+            printf("%.*s: removed%s\n", STR(v, "removed"), a->keep_branch ? " (branch kept)" : "");
+    }
+    cr_buf_free(&resp);
+    cr_buf_free(&mp);
+    return rc;
+}
+
+static int cmd_action(const char *kind, const args_t *a)
+{
+    char seg[512], path[1024];
+    cr_buf_t body, resp, mp;
+    cr_span_t v = {0};
+    const char *text = NULL;
+    int rc, wants_text = strcmp(kind, "reply") == 0 || strcmp(kind, "task") == 0;
+    if (a->npos < 1 || a->npos > 2 || (wants_text && a->npos != 2) ||
+        (a->npos == 2 && !wants_text && strcmp(kind, "resume") != 0)) {
+        fprintf(stderr, "corral: usage: corral %s NAME%s\n", kind, wants_text ? " TEXT" : "");
+        return EXIT_USAGE;
+    }
+    if (a->npos == 2)
+        text = a->pos[1];
+    path_seg(seg, sizeof(seg), a->pos[0]);
+    snprintf(path, sizeof(path), "/v1/sessions/%s/actions", seg);
+    cr_buf_init(&body, 1u << 20);
+    cr_buf_append(&body, "{", 1);
+    json_kv(&body, "k", kind);
+    json_kv(&body, "aid", a->aid);
+    cr_buf_append(&body, ",\"b\":{", 6);
+    json_kv(&body, "rid", a->rid);
+    json_kv(&body, "text", text);
+    json_kv(&body, "reason", a->reason);
+    if (a->discard)
+        cr_buf_appendf(&body, "%s\"discard\":true", body.base[body.len - 1] == '{' ? "" : ",");
+    cr_buf_append(&body, "}}", 3);
+    if ((rc = call(&resp, &mp, &v, "POST", path, body.base, 120, NULL)) == 0) {
+        if (json_out)
+            print_raw(&resp);
+        else
+            printf("%s: %.*s%s\n", a->pos[0], STR(v, "detail"), bool_of(v, "duplicate") ? " (same aid: not applied again)" : "");
+    }
+    cr_buf_free(&body);
+    cr_buf_free(&resp);
+    cr_buf_free(&mp);
+    return rc;
+}
+
+static int cmd_ask(const args_t *a)
+{
+    cr_buf_t body, resp, mp;
+    cr_span_t v = {0};
+    char rid[64], path[256];
+    long status = 0;
+    int rc;
+    if (a->npos != 1) {
+        fprintf(stderr, "corral: usage: corral ask \"QUESTION\"\n");
+        return EXIT_USAGE;
+    }
+    if (token == NULL || token[0] == '\0') {
+        fprintf(stderr, "corral: ask works from inside a Corral session (CORRAL_TOKEN is not set)\n");
+        return EXIT_USAGE;
+    }
+    cr_buf_init(&body, 1u << 20);
+    cr_buf_append(&body, "{", 1);
+    json_kv(&body, "text", a->pos[0]);
+    cr_buf_append(&body, "}", 2);
+    rc = call(&resp, &mp, &v, "POST", "/v1/ask?wait=50", body.base, 120, &status);
+    cr_buf_free(&body);
+    while (rc == 0 && status == 202) {
+        cr_span_t r = str_of(v, "rid");
+        snprintf(rid, sizeof(rid), "%.*s", (int)r.len, r.base);
+        cr_buf_free(&resp);
+        cr_buf_free(&mp);
+        snprintf(path, sizeof(path), "/v1/ask/%s?wait=50", rid);
+        rc = call(&resp, &mp, &v, "GET", path, NULL, 120, &status);
+    }
+    if (rc == 0) {
+        if (json_out)
+            print_raw(&resp);
+        else
+            printf("%.*s\n", STR(v, "answer"));
+    }
+    cr_buf_free(&resp);
+    cr_buf_free(&mp);
+    return rc;
+}
+
+/* ---- main ---------------------------------------------------------------------------------------------------- */
+
+static void find_socket(void)
+{
+    const char *url = getenv("CORRAL_URL"), *home = getenv("CORRAL_HOME"), *h = getenv("HOME");
+    if (url != NULL && strncmp(url, "unix:", 5) == 0)
+        snprintf(sock_path, sizeof(sock_path), "%s", url + 5);
+    else if (home != NULL && home[0] != '\0')
+        snprintf(sock_path, sizeof(sock_path), "%s/corrald.sock", home);
+    else
+        snprintf(sock_path, sizeof(sock_path), "%s/.local/state/corral/corrald.sock", h != NULL ? h : "");
+    token = getenv("CORRAL_TOKEN");
 }
 
 int main(int argc, char **argv)
 {
     const char *cmd;
+    args_t a;
+    int rc, known = 0;
 
     if (argc < 2) {
         usage(stderr);
-        return CLI_EXIT_USAGE;
+        return EXIT_USAGE;
     }
     cmd = argv[1];
     if (strcmp(cmd, "--help") == 0 || strcmp(cmd, "-h") == 0 || strcmp(cmd, "help") == 0) {
@@ -68,15 +631,74 @@ int main(int argc, char **argv)
         printf("corral %s\n", CORRAL_VERSION);
         return 0;
     }
-    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); ++i) {
-        if (strcmp(cmd, commands[i].name) == 0) {
-            fprintf(stderr, "corral: '%s' is not implemented yet\n", cmd);
-            return CLI_EXIT_USAGE;
+    for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); ++i)
+        known |= strcmp(cmd, commands[i].name) == 0;
+    if (!known) {
+        fprintf(stderr, "corral: unknown %s '%s' (see corral --help)\n", cmd[0] == '-' ? "option" : "command", cmd);
+        return EXIT_USAGE;
+    }
+    memset(&a, 0, sizeof(a));
+    for (int i = 2; i < argc; ++i) {
+        const char *s = argv[i];
+#define OPT(flag, field)                                                                                               \
+    if (strcmp(s, flag) == 0) {                                                                                        \
+        if (i + 1 >= argc) {                                                                                           \
+            fprintf(stderr, "corral: %s needs a value\n", flag);                                                       \
+            return EXIT_USAGE;                                                                                         \
+        }                                                                                                              \
+        a.field = argv[++i];                                                                                           \
+        continue;                                                                                                      \
+    }
+        OPT("--name", name)
+        OPT("--agent", agent)
+        OPT("--cmd", cmd)
+        OPT("--identity", identity)
+        OPT("--base", base)
+        OPT("--rid", rid)
+        OPT("--reason", reason)
+        OPT("--aid", aid)
+        OPT("--after", after)
+#undef OPT
+        if (strcmp(s, "--json") == 0)
+            json_out = 1;
+        else if (strcmp(s, "-f") == 0 || strcmp(s, "--follow") == 0)
+            a.follow = 1;
+        else if (strcmp(s, "--discard") == 0)
+            a.discard = 1;
+        else if (strcmp(s, "--keep-branch") == 0)
+            a.keep_branch = 1;
+        else if (strcmp(s, "--help") == 0) {
+            usage(stdout);
+            return 0;
+        } else if (strcmp(s, "--") == 0) {
+            while (++i < argc && a.npos < 4)
+                a.pos[a.npos++] = argv[i];
+        } else if (s[0] == '-' && s[1] != '\0') {
+            fprintf(stderr, "corral: unknown option '%s' for %s (see corral --help)\n", s, cmd);
+            return EXIT_USAGE;
+        } else if (a.npos == 4) {
+            fprintf(stderr, "corral: too many arguments for %s\n", cmd);
+            return EXIT_USAGE;
+        } else {
+            a.pos[a.npos++] = s;
         }
     }
-    if (cmd[0] == '-')
-        fprintf(stderr, "corral: unknown option '%s' (see corral --help)\n", cmd);
+    find_socket();
+    curl_global_init(CURL_GLOBAL_DEFAULT);
+    if (strcmp(cmd, "new") == 0)
+        rc = cmd_new(&a);
+    else if (strcmp(cmd, "ls") == 0)
+        rc = cmd_ls(&a);
+    else if (strcmp(cmd, "log") == 0)
+        rc = cmd_log(&a);
+    else if (strcmp(cmd, "diff") == 0)
+        rc = cmd_diff(&a);
+    else if (strcmp(cmd, "rm") == 0)
+        rc = cmd_rm(&a);
+    else if (strcmp(cmd, "ask") == 0)
+        rc = cmd_ask(&a);
     else
-        fprintf(stderr, "corral: unknown command '%s' (see corral --help)\n", cmd);
-    return CLI_EXIT_USAGE;
+        rc = cmd_action(cmd, &a);
+    curl_global_cleanup();
+    return rc;
 }

@@ -10,6 +10,8 @@ const cr_config_entry_t host_config_table[] = {
      "Directory for corrald's own state: socket, config, keys and tokens; a leading ~ is your home directory.", 0, 0},
     {"agent.claude_cmd", CR_CONF_STR, "claude", "Program that runs Claude Code, looked up on PATH unless it has a '/'.", 0, 0},
     {"agent.codex_cmd", CR_CONF_STR, "codex", "Program that runs Codex, looked up on PATH unless it has a '/'.", 0, 0},
+    {"merge.policy", CR_CONF_STR, "ff",
+     "How an approved diff reaches the base branch: none, ff (fast-forward), squash or merge.", 0, 0},
     {"log.level", CR_CONF_STR, "info", "Least severe level logged: debug, info, warn or error.", 0, 0},
     {.name = NULL},
 };

@@ -1,0 +1,905 @@
+/* host.c — corrald's core: sessions (worktree, record, agent), the events agents cause, diffs at the end of a turn,
+ * queued tasks, and the actions approve/reject/reply/task/interrupt/suspend/resume, each applied once by aid. */
+#define _GNU_SOURCE
+#include "host.h"
+#include "corral/error.h"
+#include "corral/log.h"
+#include "corral/mp.h"
+#include "corral/ulid.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <ftw.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#define BODY_MAX (512u << 10)
+
+static char *xstrdup(const char *s)
+{
+    char *p = s != NULL ? strdup(s) : NULL;
+    if (s != NULL && p == NULL)
+        abort();
+    return p;
+}
+
+/* ---- bodies -------------------------------------------------------------------------------------------------- */
+
+static int mpw_kv(cr_buf_t *b, const char *k, const char *v)
+{
+    return cr_mpw_str(b, k, strlen(k)) || cr_mpw_str(b, v, strlen(v));
+}
+
+/* A NUL-terminated copy of the str at key in map b (malloc'd), NULL when absent or not a str. */
+static char *body_str(const char *b, size_t len, const char *key)
+{
+    cr_span_t v;
+    cr_mp_item_t it;
+    char *s;
+    if (b == NULL || len == 0 || cr_mp_map_get(b, len, key, &v) != 0)
+        return NULL;
+    if (cr_mp_read(v.base, v.base + v.len, &it) == 0 || it.type != 5 /* MSGPACK_OBJECT_STR */)
+        return NULL;
+    if ((s = malloc(it.bytes.len + 1)) == NULL)
+        abort();
+    memcpy(s, it.bytes.base, it.bytes.len);
+    s[it.bytes.len] = '\0';
+    return s;
+}
+
+static int body_bool(const char *b, size_t len, const char *key)
+{
+    cr_span_t v;
+    cr_mp_item_t it;
+    if (b == NULL || len == 0 || cr_mp_map_get(b, len, key, &v) != 0)
+        return 0;
+    if (cr_mp_read(v.base, v.base + v.len, &it) == 0)
+        return 0;
+    return (it.type == 1 /* BOOLEAN */ || it.type == 2 /* POSITIVE_INTEGER */) && it.u != 0;
+}
+
+/* ---- emitting ------------------------------------------------------------------------------------------------ */
+
+int host_emit(host_session_t *s, const char *kind, int pri, const char *body, size_t len)
+{
+    host_t *h = s->host;
+    cr_buf_t out;
+    int rc;
+    cr_buf_init(&out, 1u << 20);
+    rc = host_store_emit(&out, s->rec, kind, pri, body, len, NULL);
+    cr_buf_free(&out);
+    if (rc != 0) {
+        cr_log_sid(CR_LOG_ERROR, s->rec->sid, "cannot emit %s: %s", kind, cr_error_last()->message);
+        return rc;
+    }
+    if (h->hooks.on_emitted != NULL)
+        h->hooks.on_emitted(h->hooks.emitted_data);
+    if (h->hooks.on_event != NULL)
+        h->hooks.on_event(s, h->hooks.event_data);
+    return 0;
+}
+
+static void emit_state(host_session_t *s, host_store_state_t st, const char *reason)
+{
+    cr_buf_t b;
+    const char *name = host_store_state_name(st);
+    if (s->rec->state == st && reason == NULL)
+        return; /* the agent said so already */
+    cr_buf_init(&b, BODY_MAX);
+    cr_mpw_map(&b, reason != NULL ? 2 : 1);
+    mpw_kv(&b, "state", name);
+    if (reason != NULL) {
+        size_t n = strlen(reason);
+        CR_MPW_LIT(&b, "reason");
+        cr_mpw_str(&b, reason, n > 4000 ? 4000 : n);
+    }
+    s->rec->state = st;
+    host_emit(s, "session.state", 1, b.base, b.len);
+    cr_buf_free(&b);
+}
+
+static void activity(host_session_t *s, const char *actor, const char *op, const char *detail, const char *outcome)
+{
+    host_store_activity_t a = {0, actor, s->rec->sid, s->rec->identity, op, detail, outcome};
+    if (host_store_activity(s->host->store, &a) != 0)
+        cr_log_sid(CR_LOG_WARN, s->rec->sid, "activity.csv: %s", cr_error_last()->message);
+}
+
+/* ---- sessions ------------------------------------------------------------------------------------------------ */
+
+void host_session_path(char *out, size_t outlen, host_session_t *s, const char *name)
+{
+    snprintf(out, outlen, "%s/sessions/%s/%s", host_store_dir(s->host->store), s->rec->sid, name);
+}
+
+static void session_free(host_session_t *s)
+{
+    if (s == NULL)
+        return;
+    if (s->agent != NULL)
+        host_agent_free(s->agent);
+    host_store_session_free(s->rec);
+    free(s->ask_answer);
+    free(s);
+}
+
+static void session_link(host_t *h, host_session_t *s)
+{
+    host_session_t **pp = &h->sessions;
+    while (*pp != NULL)
+        pp = &(*pp)->next;
+    s->next = NULL;
+    *pp = s;
+}
+
+static void session_unlink(host_t *h, host_session_t *s)
+{
+    for (host_session_t **pp = &h->sessions; *pp != NULL; pp = &(*pp)->next)
+        if (*pp == s) {
+            *pp = s->next;
+            return;
+        }
+}
+
+host_session_t *host_session_find(host_t *h, const char *key)
+{
+    if (key == NULL)
+        return NULL;
+    for (host_session_t *s = h->sessions; s != NULL; s = s->next)
+        if (strcmp(s->rec->sid, key) == 0)
+            return s;
+    for (host_session_t *s = h->sessions; s != NULL; s = s->next)
+        if (strcmp(s->rec->git.name, key) == 0)
+            return s;
+    return NULL;
+}
+
+host_session_t *host_session_by_token(host_t *h, const char *token)
+{
+    size_t n = token != NULL ? strlen(token) : 0;
+    host_session_t *found = NULL;
+    if (n != HOST_TOKEN_LEN)
+        return NULL;
+    for (host_session_t *s = h->sessions; s != NULL; s = s->next) {
+        unsigned char diff = 0;
+        if (s->token[0] == '\0')
+            continue;
+        for (size_t i = 0; i < HOST_TOKEN_LEN; ++i)
+            diff |= (unsigned char)(s->token[i] ^ token[i]);
+        if (diff == 0)
+            found = s;
+    }
+    return found;
+}
+
+static void new_token(char *out)
+{
+    unsigned char r[24];
+    static const char hex[] = "0123456789abcdef";
+    size_t got = 0;
+    while (got < sizeof(r)) {
+        ssize_t n = getrandom(r + got, sizeof(r) - got, 0);
+        if (n < 0 && errno == EINTR)
+            continue;
+        CR_ASSERT(n > 0);
+        got += (size_t)n;
+    }
+    memcpy(out, "cst_", 4);
+    for (size_t i = 0; i < sizeof(r); ++i) {
+        out[4 + 2 * i] = hex[r[i] >> 4];
+        out[5 + 2 * i] = hex[r[i] & 15];
+    }
+    out[HOST_TOKEN_LEN] = '\0';
+    explicit_bzero(r, sizeof(r));
+}
+
+/* ---- agents -------------------------------------------------------------------------------------------------- */
+
+static void start_next_task(host_session_t *s);
+static void on_agent_exit(host_agent_t *a, int exit_status, int term_signal, const char *stderr_tail, void *data);
+
+static void on_agent_event(host_agent_t *a, const char *kind, int pri, const char *body, size_t len, void *data)
+{
+    host_session_t *s = data;
+    (void)a;
+    host_emit(s, kind, pri, body, len);
+    if (strcmp(kind, "approval.request") == 0)
+        emit_state(s, HOST_STORE_WAITING, NULL);
+}
+
+static void on_agent_resume_id(host_agent_t *a, const char *id, void *data)
+{
+    host_session_t *s = data;
+    (void)a;
+    if (s->rec->resume_id != NULL && strcmp(s->rec->resume_id, id) == 0)
+        return;
+    free(s->rec->resume_id);
+    s->rec->resume_id = xstrdup(id);
+    if (host_store_session_save(s->rec) != 0)
+        cr_log_sid(CR_LOG_WARN, s->rec->sid, "cannot save the resume id: %s", cr_error_last()->message);
+}
+
+static uint64_t fnv1a(const char *p, size_t n)
+{
+    uint64_t x = 1469598103934665603ULL;
+    for (size_t i = 0; i < n; ++i)
+        x = (x ^ (unsigned char)p[i]) * 1099511628211ULL;
+    return x | 1; /* never 0, which means "none" */
+}
+
+/* Builds the diff.ready body of the session's changes against its base into b. Returns 0, or an error. */
+static int diff_body(cr_buf_t *b, host_session_t *s, uint64_t *hash)
+{
+    host_t *h = s->host;
+    host_git_diff_t d;
+    int rc;
+    if ((rc = host_git_diff(&d, h->git, &s->rec->git, HOST_GIT_SINCE_BASE, HOST_DIFF_FILES_MAX, 64 * 1024)) != 0)
+        return rc;
+    if (hash != NULL)
+        *hash = fnv1a(d.patch.base != NULL ? d.patch.base : "", d.patch.len);
+    rc = cr_mpw_map(b, 7) || mpw_kv(b, "base", s->rec->git.base) || mpw_kv(b, "head", s->rec->git.branch) ||
+         CR_MPW_LIT(b, "files") || cr_mpw_array(b, (uint32_t)d.nfiles);
+    for (size_t i = 0; rc == 0 && i < d.nfiles; ++i) {
+        const char *st = host_file_status_word(d.files[i].status);
+        rc = cr_mpw_map(b, 4) || mpw_kv(b, "path", d.files[i].path) || mpw_kv(b, "status", st) ||
+             CR_MPW_LIT(b, "add") || cr_mpw_uint(b, d.files[i].additions) || CR_MPW_LIT(b, "del") ||
+             cr_mpw_uint(b, d.files[i].deletions);
+    }
+    if (rc == 0)
+        rc = CR_MPW_LIT(b, "add") || cr_mpw_uint(b, d.additions) || CR_MPW_LIT(b, "del") ||
+             cr_mpw_uint(b, d.deletions) || CR_MPW_LIT(b, "patch") ||
+             cr_mpw_str(b, d.patch.base != NULL ? d.patch.base : "", d.patch.len) || CR_MPW_LIT(b, "truncated") ||
+             cr_mpw_bool(b, d.patch_truncated || d.files_truncated);
+    host_git_diff_free(&d);
+    return rc != 0 ? cr_error_set(CR_ETOOLARGE, "patch", "the diff does not fit an event") : 0;
+}
+
+const char *host_file_status_word(char status)
+{
+    switch (status) {
+    case 'A': return "added";
+    case 'D': return "deleted";
+    case 'R': return "renamed";
+    case 'T': return "typechange";
+    default: return "modified";
+    }
+}
+
+static int waiting_on_human(const host_session_t *s)
+{
+    return s->rec->has_needs || s->ask_rid[0] != '\0';
+}
+
+static void on_agent_turn_end(host_agent_t *a, int asked_question, void *data)
+{
+    host_session_t *s = data;
+    host_t *h = s->host;
+    int ch;
+    (void)a;
+    (void)asked_question;
+    ch = host_git_has_changes(h->git, &s->rec->git, HOST_GIT_SINCE_HEAD);
+    if (ch < 0)
+        cr_log_sid(CR_LOG_WARN, s->rec->sid, "cannot look for changes: %s", cr_error_last()->message);
+    if (ch == 1) {
+        cr_buf_t b;
+        uint64_t hash = 0;
+        cr_buf_init(&b, BODY_MAX);
+        if (diff_body(&b, s, &hash) != 0)
+            cr_log_sid(CR_LOG_WARN, s->rec->sid, "cannot compute the diff: %s", cr_error_last()->message);
+        else if (hash != s->last_diff_hash || !(s->rec->has_needs && strcmp(s->rec->needs_k, "diff.ready") == 0)) {
+            s->last_diff_hash = hash;
+            host_emit(s, "diff.ready", 2, b.base, b.len);
+        }
+        cr_buf_free(&b);
+    }
+    if (waiting_on_human(s)) {
+        emit_state(s, HOST_STORE_WAITING, NULL);
+        return;
+    }
+    if (host_store_task_count(s->rec) > 0) {
+        start_next_task(s);
+        return;
+    }
+    emit_state(s, HOST_STORE_IDLE, NULL);
+}
+
+/* Starts the agent of s in its worktree, resuming its conversation when it has a resume id. */
+static int start_agent(host_session_t *s, const char *prompt)
+{
+    host_t *h = s->host;
+    host_store_session_t *r = s->rec;
+    host_agent_opts_t o = {0};
+    host_agent_cb_t cb = {on_agent_event, on_agent_resume_id, on_agent_turn_end, on_agent_exit};
+    char e_sid[96], e_tok[96], e_url[PATH_MAX + 32], e_idn[96];
+    const char *env[5];
+    size_t n = 0;
+    int rc;
+
+    if (strcmp(r->agent, "codex") == 0) {
+        o.kind = HOST_AGENT_CODEX;
+        o.program = r->cmd != NULL ? r->cmd : h->codex_cmd;
+    } else if (strcmp(r->agent, "shell") == 0) {
+        o.kind = HOST_AGENT_SHELL;
+        o.program = r->cmd != NULL ? r->cmd : r->task;
+    } else {
+        o.kind = HOST_AGENT_CLAUDE;
+        o.program = r->cmd != NULL ? r->cmd : h->claude_cmd;
+    }
+    new_token(s->token);
+    snprintf(e_sid, sizeof(e_sid), "CORRAL_SESSION=%s", r->sid);
+    snprintf(e_tok, sizeof(e_tok), "CORRAL_TOKEN=%s", s->token);
+    env[n++] = e_sid;
+    env[n++] = e_tok;
+    if (h->url != NULL) {
+        snprintf(e_url, sizeof(e_url), "CORRAL_URL=%s", h->url);
+        env[n++] = e_url;
+    }
+    if (r->identity[0] != '\0') {
+        snprintf(e_idn, sizeof(e_idn), "CORRAL_IDENTITY=%s", r->identity);
+        env[n++] = e_idn;
+    }
+    env[n] = NULL;
+    o.cwd = r->git.worktree;
+    o.env = env;
+    o.prompt = o.kind == HOST_AGENT_SHELL ? NULL : prompt;
+    o.resume_id = o.kind == HOST_AGENT_SHELL ? NULL : r->resume_id;
+    s->stopping = 0;
+    rc = host_agent_start(&s->agent, h->loop, &o, &cb, s);
+    explicit_bzero(e_tok, sizeof(e_tok));
+    if (rc != 0) {
+        s->agent = NULL;
+        memset(s->token, 0, sizeof(s->token));
+    }
+    return rc;
+}
+
+static void on_agent_exit(host_agent_t *a, int exit_status, int term_signal, const char *stderr_tail, void *data)
+{
+    host_session_t *s = data;
+    host_store_session_t *r = s->rec;
+    char reason[4200];
+    host_agent_free(a);
+    s->agent = NULL;
+    memset(s->token, 0, sizeof(s->token));
+    s->ask_rid[0] = '\0'; /* the asker is gone with the agent */
+    r->has_exit = 1;
+    r->exit_status = exit_status;
+    r->exit_signal = term_signal;
+    cr_log_sid(CR_LOG_INFO, r->sid, "agent ended: status %d, signal %d", exit_status, term_signal);
+    if (s->stopping) {
+        s->stopping = 0;
+        emit_state(s, HOST_STORE_SUSPENDED, s->host->shutting_down ? "corrald stopped" : "suspended");
+    } else if (exit_status == 0 && term_signal == 0) {
+        cr_buf_t b;
+        cr_buf_init(&b, 4096);
+        cr_mpw_map(&b, 1);
+        mpw_kv(&b, "summary", "the agent finished");
+        host_emit(s, "session.done", 1, b.base, b.len);
+        cr_buf_free(&b);
+        emit_state(s, HOST_STORE_DONE, NULL);
+    } else {
+        if (term_signal != 0)
+            snprintf(reason, sizeof(reason), "the agent was killed by signal %d%s%s", term_signal,
+                     stderr_tail[0] != '\0' ? ": " : "", stderr_tail);
+        else
+            snprintf(reason, sizeof(reason), "the agent exited with status %d%s%s", exit_status,
+                     stderr_tail[0] != '\0' ? ": " : "", stderr_tail);
+        emit_state(s, HOST_STORE_FAILED, reason);
+    }
+    if (s->host->shutting_down && s->host->hooks.on_event != NULL)
+        s->host->hooks.on_event(s, s->host->hooks.event_data);
+}
+
+static void start_next_task(host_session_t *s)
+{
+    char *text = NULL;
+    int rc;
+    if (s->agent == NULL || host_agent_busy(s->agent) || waiting_on_human(s))
+        return;
+    if ((rc = host_store_task_take(&text, s->rec)) != 0) {
+        if (rc != CR_ENOTFOUND)
+            cr_log_sid(CR_LOG_WARN, s->rec->sid, "tasks.md: %s", cr_error_last()->message);
+        return;
+    }
+    if (host_agent_reply(s->agent, text) != 0)
+        cr_log_sid(CR_LOG_WARN, s->rec->sid, "cannot hand the task to the agent: %s", cr_error_last()->message);
+    else
+        emit_state(s, HOST_STORE_RUNNING, NULL);
+    free(text);
+}
+
+/* ---- the host ------------------------------------------------------------------------------------------------ */
+
+int host_new(host_t **out, uv_loop_t *loop, const host_opts_t *opts)
+{
+    host_t *h;
+    host_store_session_t **list = NULL;
+    size_t n = 0;
+    int rc;
+
+    *out = NULL;
+    if ((h = calloc(1, sizeof(*h))) == NULL)
+        return cr_error_set(CR_ENOMEM, NULL, "out of memory");
+    h->loop = loop;
+    h->claude_cmd = xstrdup(opts->claude_cmd != NULL ? opts->claude_cmd : "claude");
+    h->codex_cmd = xstrdup(opts->codex_cmd != NULL ? opts->codex_cmd : "codex");
+    h->url = xstrdup(opts->url);
+    if ((rc = host_git_policy_parse(&h->policy, opts->merge_policy)) != 0)
+        goto done;
+    if ((rc = host_git_open(&h->git, opts->repo != NULL ? opts->repo : ".")) != 0)
+        goto done;
+    if ((rc = host_store_open(&h->store, host_git_workdir(h->git))) != 0)
+        goto done;
+    if ((rc = host_store_session_list(&list, &n, h->store)) != 0)
+        goto done;
+    for (size_t i = 0; i < n; ++i) {
+        host_session_t *s = calloc(1, sizeof(*s));
+        if (s == NULL)
+            abort();
+        s->host = h;
+        s->rec = list[i];
+        list[i] = NULL; /* now owned by s */
+        session_link(h, s);
+        switch (s->rec->state) {
+        case HOST_STORE_STARTING:
+        case HOST_STORE_RUNNING:
+        case HOST_STORE_WAITING:
+        case HOST_STORE_IDLE:
+            cr_log_sid(CR_LOG_INFO, s->rec->sid, "session %s was active when corrald stopped: suspended", s->rec->git.name);
+            emit_state(s, HOST_STORE_SUSPENDED, "corrald restarted");
+            break;
+        default:
+            break;
+        }
+    }
+    rc = 0;
+done:
+    host_store_session_list_free(list, n);
+    if (rc != 0) {
+        host_free(h);
+        return rc;
+    }
+    *out = h;
+    return 0;
+}
+
+void host_free(host_t *h)
+{
+    host_session_t *s;
+    if (h == NULL)
+        return;
+    while ((s = h->sessions) != NULL) {
+        h->sessions = s->next;
+        session_free(s);
+    }
+    if (h->shutdown_timer != NULL)
+        uv_close((uv_handle_t *)h->shutdown_timer, (uv_close_cb)free);
+    host_store_close(h->store);
+    host_git_close(h->git);
+    free(h->claude_cmd);
+    free(h->codex_cmd);
+    free(h->url);
+    free(h);
+}
+
+static size_t agents_running(host_t *h)
+{
+    size_t n = 0;
+    for (host_session_t *s = h->sessions; s != NULL; s = s->next)
+        n += s->agent != NULL;
+    return n;
+}
+
+static void on_shutdown_timer(uv_timer_t *t)
+{
+    host_t *h = t->data;
+    size_t n = agents_running(h);
+    if (n > 0 && uv_now(h->loop) - h->shutdown_started < HOST_STOP_GRACE_MS + 2000)
+        return;
+    if (n > 0)
+        cr_log(CR_LOG_WARN, "shutdown: %zu agents did not end; abandoning them", n);
+    uv_close((uv_handle_t *)t, (uv_close_cb)free);
+    h->shutdown_timer = NULL;
+    if (h->hooks.on_shutdown_done != NULL)
+        h->hooks.on_shutdown_done(h->hooks.shutdown_data);
+}
+
+void host_shutdown(host_t *h)
+{
+    if (h->shutting_down)
+        return;
+    h->shutting_down = 1;
+    for (host_session_t *s = h->sessions; s != NULL; s = s->next)
+        if (s->agent != NULL) {
+            s->stopping = 1;
+            host_agent_stop(s->agent, HOST_STOP_GRACE_MS);
+        }
+    if ((h->shutdown_timer = malloc(sizeof(*h->shutdown_timer))) == NULL)
+        abort();
+    uv_timer_init(h->loop, h->shutdown_timer);
+    h->shutdown_timer->data = h;
+    h->shutdown_started = uv_now(h->loop);
+    uv_timer_start(h->shutdown_timer, on_shutdown_timer, 0, 50);
+}
+
+static int rm_entry(const char *path, const struct stat *sb, int flag, struct FTW *ftw)
+{
+    (void)sb, (void)flag, (void)ftw;
+    if (remove(path) != 0 && errno != ENOENT)
+        cr_log(CR_LOG_WARN, "cannot remove %s: %s", path, strerror(errno));
+    return 0;
+}
+
+static void remove_record(host_session_t *s)
+{
+    char dir[PATH_MAX];
+    snprintf(dir, sizeof(dir), "%s/sessions/%s", host_store_dir(s->host->store), s->rec->sid);
+    nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+int host_session_create(host_session_t **out, host_t *h, const host_create_t *c)
+{
+    host_session_t *s = NULL;
+    host_git_session_t g;
+    host_store_session_opts_t so = {0};
+    const char *agent = c->agent != NULL && c->agent[0] != '\0' ? c->agent : "claude";
+    int rc, git_made = 0;
+
+    *out = NULL;
+    if (h->shutting_down)
+        return cr_error_set(CR_ECONFLICT, NULL, "corrald is shutting down");
+    if (c->task == NULL || c->task[0] == '\0')
+        return cr_error_set(CR_EBODY, "task", "a task is needed");
+    if (c->name == NULL || c->name[0] == '\0')
+        return cr_error_set(CR_EBODY, "name", "a session name is needed (--name NAME)");
+    if (strcmp(agent, "claude") != 0 && strcmp(agent, "codex") != 0 && strcmp(agent, "shell") != 0)
+        return cr_error_set(CR_EBODY, "agent", "unknown agent '%s': use claude, codex or shell", agent);
+    if ((rc = host_git_check_name(c->name)) != 0)
+        return rc;
+    if (host_session_find(h, c->name) != NULL)
+        return cr_error_set(CR_EEXISTS, "name", "a session named %s exists already", c->name);
+    if (c->identity != NULL && c->identity[0] != '\0' && !cr_id_valid(c->identity, strlen(c->identity)))
+        return cr_error_set(CR_EBADNAME, "identity", "not a valid identity name: %s", c->identity);
+    if ((rc = host_git_session_create(&g, h->git, c->name, c->base != NULL && c->base[0] != '\0' ? c->base : NULL, NULL)) != 0)
+        return rc;
+    git_made = 1;
+    so.task = c->task;
+    so.agent = agent;
+    so.cmd = c->cmd != NULL && c->cmd[0] != '\0' ? c->cmd : NULL;
+    so.identity = c->identity;
+    so.git = &g;
+    if ((s = calloc(1, sizeof(*s))) == NULL)
+        abort();
+    s->host = h;
+    if ((rc = host_store_session_create(&s->rec, h->store, &so)) != 0)
+        goto done;
+    if ((rc = start_agent(s, c->task)) != 0) {
+        const cr_error_t *e = cr_error_last();
+        if (e->field[0] == '\0')
+            cr_error_set(rc, "agent", "%s", e->message);
+        goto done;
+    }
+    session_link(h, s);
+    {
+        cr_buf_t b;
+        cr_buf_init(&b, BODY_MAX);
+        cr_mpw_map(&b, 5);
+        mpw_kv(&b, "name", g.name);
+        mpw_kv(&b, "agent", agent);
+        mpw_kv(&b, "branch", g.branch);
+        mpw_kv(&b, "base", g.base);
+        CR_MPW_LIT(&b, "prompt");
+        cr_mpw_str(&b, c->task, strlen(c->task) > 60000 ? 60000 : strlen(c->task));
+        host_emit(s, "session.started", 1, b.base, b.len);
+        cr_buf_free(&b);
+    }
+    if (strcmp(agent, "shell") == 0) /* claude and codex say so when their turn starts */
+        emit_state(s, HOST_STORE_RUNNING, NULL);
+    activity(s, "cli", "session.create", g.name, "ok");
+    cr_log_sid(CR_LOG_INFO, s->rec->sid, "session %s started (%s) in %s", g.name, agent, g.worktree);
+    *out = s;
+    s = NULL;
+    rc = 0;
+done:
+    if (rc != 0) {
+        cr_error_t saved = *cr_error_last();
+        if (s != NULL && s->rec != NULL)
+            remove_record(s);
+        if (git_made)
+            host_git_session_remove(h->git, &g, 0);
+        session_free(s);
+        cr_error_set(saved.code, saved.field, "%s", saved.message);
+    }
+    return rc;
+}
+
+int host_session_remove(host_t *h, host_session_t *s, int keep_branch)
+{
+    int rc;
+    if (s->agent != NULL) {
+        host_agent_free(s->agent);
+        s->agent = NULL;
+    }
+    rc = host_git_session_remove(h->git, &s->rec->git, keep_branch);
+    if (rc == CR_ENOTFOUND)
+        rc = 0;
+    activity(s, "cli", "session.remove", s->rec->git.name, rc == 0 ? "ok" : cr_error_last()->message);
+    remove_record(s);
+    session_unlink(h, s);
+    session_free(s);
+    return rc == 0 ? 0 : -1;
+}
+
+/* ---- actions ------------------------------------------------------------------------------------------------- */
+
+static int finished(const host_session_t *s)
+{
+    return s->rec->state == HOST_STORE_DONE || s->rec->state == HOST_STORE_FAILED;
+}
+
+static int needs_is(const host_session_t *s, const char *k)
+{
+    return s->rec->has_needs && strcmp(s->rec->needs_k, k) == 0;
+}
+
+/* approve of a diff.ready: commit on the session branch as the identity, then merge into base by policy. */
+static int approve_diff(host_action_result_t *out, host_session_t *s)
+{
+    host_t *h = s->host;
+    host_store_session_t *r = s->rec;
+    host_git_merge_result_t mr = {0};
+    char who_name[HOST_STORE_SID_MAX + 16], who_email[HOST_STORE_SID_MAX + 64], msg[512], first[100];
+    host_git_identity_t who = {who_name, who_email};
+    size_t i;
+    int rc;
+
+    if (r->identity[0] != '\0')
+        snprintf(who_name, sizeof(who_name), "%s", r->identity);
+    else
+        snprintf(who_name, sizeof(who_name), "%s-agent", r->git.name);
+    snprintf(who_email, sizeof(who_email), "%s@corral.invalid", who_name);
+    for (i = 0; r->task[i] != '\0' && r->task[i] != '\n' && i < sizeof(first) - 1; ++i)
+        first[i] = r->task[i];
+    first[i] = '\0';
+    snprintf(msg, sizeof(msg), "%s: %s\n\nMade by a Corral session (%s, %s).\n", r->git.name, first, r->agent, r->sid);
+    rc = host_git_commit(out->commit, h->git, &r->git, &who, msg);
+    if (rc == HOST_GIT_NOTHING) {
+        out->commit[0] = '\0';
+    } else if (rc != 0) {
+        out->commit[0] = '\0';
+        snprintf(out->detail, sizeof(out->detail), "commit failed: %s", cr_error_last()->message);
+        return -1;
+    }
+    rc = host_git_merge(&mr, h->git, &r->git, h->policy, &who, NULL);
+    if (rc == 0) {
+        snprintf(out->detail, sizeof(out->detail), "committed %.12s on %.100s; merged into %.100s (%s)", out->commit,
+                 r->git.branch, r->git.base, host_git_policy_name(h->policy));
+    } else if (rc == HOST_GIT_NOTHING) {
+        snprintf(out->detail, sizeof(out->detail), "committed %.12s on %.100s; not merged (policy %s)", out->commit,
+                 r->git.branch, host_git_policy_name(h->policy));
+        rc = 0;
+    } else {
+        snprintf(out->detail, sizeof(out->detail), "committed %.12s on %.100s; merge into %.100s failed: %.255s", out->commit,
+                 r->git.branch, r->git.base, cr_error_last()->message);
+        rc = rc == HOST_GIT_ECONFLICT || rc == HOST_GIT_ENOTFF || rc == HOST_GIT_EDIRTY ? CR_ECONFLICT : -1;
+    }
+    host_git_merge_result_free(&mr);
+    if (host_store_session_save(r) != 0) /* base_commit moved */
+        cr_log_sid(CR_LOG_WARN, r->sid, "cannot save: %s", cr_error_last()->message);
+    return rc;
+}
+
+static int apply(host_action_result_t *out, host_session_t *s, const char *kind, const char *b, size_t blen)
+{
+    host_store_session_t *r = s->rec;
+    char *rid = body_str(b, blen, "rid"), *text = body_str(b, blen, "text"), *reason = body_str(b, blen, "reason");
+    int rc = 0;
+
+#define REFUSE(...) do { rc = cr_error_set(CR_ECONFLICT, NULL, __VA_ARGS__); goto done; } while (0)
+    if (strcmp(kind, "resume") != 0 && finished(s))
+        REFUSE("session %s has ended (%s); start a new one", r->git.name, host_store_state_name(r->state));
+    if (strcmp(kind, "approve") == 0 || strcmp(kind, "reject") == 0) {
+        int allow = kind[0] == 'a';
+        if (needs_is(s, "approval.request")) {
+            if (s->agent == NULL)
+                REFUSE("the agent of %s is not running (resume it first)", r->git.name);
+            if (host_agent_approve(s->agent, rid != NULL ? rid : r->needs_rid, allow,
+                                   allow ? NULL : reason != NULL ? reason : "The user denied this.") != 0)
+                REFUSE("the request is no longer pending: %s", cr_error_last()->message);
+            snprintf(out->detail, sizeof(out->detail), "%s %s", allow ? "approved" : "denied", r->needs_rid);
+            out->ok = 1;
+        } else if (needs_is(s, "diff.ready")) {
+            if (allow) {
+                rc = approve_diff(out, s);
+                out->ok = rc == 0;
+            } else {
+                int discard = body_bool(b, blen, "discard");
+                out->ok = 1;
+                if (discard && host_git_discard(s->host->git, &r->git) != 0) {
+                    out->ok = 0;
+                    snprintf(out->detail, sizeof(out->detail), "discard failed: %s", cr_error_last()->message);
+                    rc = -1;
+                } else {
+                    snprintf(out->detail, sizeof(out->detail), "diff rejected%s%s", discard ? "; worktree reset" : "",
+                             reason != NULL ? "; reason sent to the agent" : "");
+                    s->last_diff_hash = 0;
+                }
+                if (reason != NULL && s->agent != NULL && host_agent_reply(s->agent, reason) != 0)
+                    cr_log_sid(CR_LOG_WARN, r->sid, "cannot send the reason: %s", cr_error_last()->message);
+            }
+        } else if (needs_is(s, "question") && !allow && s->agent != NULL) {
+            if (host_agent_reply(s->agent, reason != NULL ? reason : "No.") != 0)
+                REFUSE("the agent does not take input: %s", cr_error_last()->message);
+            snprintf(out->detail, sizeof(out->detail), "answered no");
+            out->ok = 1;
+        } else {
+            REFUSE("nothing in %s waits for %s", r->git.name, allow ? "an approval" : "a rejection");
+        }
+    } else if (strcmp(kind, "reply") == 0) {
+        if (text == NULL || text[0] == '\0') {
+            rc = cr_error_set(CR_EBODY, "text", "a reply needs text");
+            goto done;
+        }
+        if (s->ask_rid[0] != '\0' && (rid == NULL || strcmp(rid, s->ask_rid) == 0)) {
+            free(s->ask_answer);
+            s->ask_answer = xstrdup(text);
+            memcpy(s->ask_answer_rid, s->ask_rid, sizeof(s->ask_rid));
+            s->ask_rid[0] = '\0';
+            snprintf(out->detail, sizeof(out->detail), "answer given to corral ask");
+        } else {
+            if (s->agent == NULL)
+                REFUSE("the agent of %s is not running (resume it first)", r->git.name);
+            if (host_agent_reply(s->agent, text) != 0)
+                REFUSE("the agent does not take input: %s", cr_error_last()->message);
+            snprintf(out->detail, sizeof(out->detail), "sent to the agent");
+        }
+        out->ok = 1;
+    } else if (strcmp(kind, "task") == 0) {
+        if (text == NULL || text[0] == '\0') {
+            rc = cr_error_set(CR_EBODY, "text", "a task needs text");
+            goto done;
+        }
+        if ((rc = host_store_task_add(r, text)) != 0)
+            goto done;
+        snprintf(out->detail, sizeof(out->detail), "queued (%d in tasks.md)", host_store_task_count(r));
+        out->ok = 1;
+    } else if (strcmp(kind, "interrupt") == 0) {
+        if (s->agent == NULL)
+            REFUSE("the agent of %s is not running", r->git.name);
+        if (host_agent_interrupt(s->agent) != 0)
+            REFUSE("cannot interrupt: %s", cr_error_last()->message);
+        snprintf(out->detail, sizeof(out->detail), "interrupted");
+        out->ok = 1;
+    } else if (strcmp(kind, "suspend") == 0) {
+        if (r->state == HOST_STORE_SUSPENDED && s->agent == NULL)
+            REFUSE("session %s is suspended already", r->git.name);
+        snprintf(out->detail, sizeof(out->detail), "suspending; resume id %s", r->resume_id != NULL ? r->resume_id : "none");
+        out->ok = 1;
+    } else if (strcmp(kind, "resume") == 0) {
+        if (s->agent != NULL)
+            REFUSE("the agent of %s is running already", r->git.name);
+        if (r->state == HOST_STORE_DONE)
+            REFUSE("session %s is done; start a new one", r->git.name);
+        if (s->host->shutting_down)
+            REFUSE("corrald is shutting down");
+        if ((rc = start_agent(s, text)) != 0)
+            goto done;
+        snprintf(out->detail, sizeof(out->detail), "resumed%s%s", r->resume_id != NULL ? " conversation " : "",
+                 r->resume_id != NULL ? r->resume_id : "");
+        out->ok = 1;
+    } else {
+        rc = cr_error_set(CR_EKIND, "k", "unknown action '%s'", kind);
+    }
+#undef REFUSE
+done:
+    free(rid);
+    free(text);
+    free(reason);
+    return rc;
+}
+
+int host_action_apply(host_action_result_t *out, host_session_t *s, const char *kind, const char *aid, const char *b,
+                      size_t blen)
+{
+    host_store_session_t *r = s->rec;
+    cr_buf_t ev;
+    int rc, was_needs;
+
+    memset(out, 0, sizeof(*out));
+    if (aid != NULL && aid[0] != '\0') {
+        if (!cr_id_valid(aid, strlen(aid)))
+            return cr_error_set(CR_EBODY, "aid", "not a valid action id: %s", aid);
+        snprintf(out->aid, sizeof(out->aid), "%s", aid);
+    } else {
+        cr_ulid_new(out->aid);
+    }
+    if (host_store_aid_seen(r, out->aid)) {
+        out->ok = 1;
+        out->duplicate = 1;
+        snprintf(out->detail, sizeof(out->detail), "applied already");
+        return 0;
+    }
+    was_needs = r->has_needs;
+    rc = apply(out, s, kind, b, blen);
+    if (rc != 0 && !out->ok && out->detail[0] == '\0') /* not applicable: nothing happened, no event */
+        return rc;
+    {
+        cr_error_t saved = *cr_error_last();
+        host_store_aid_add(r, out->aid);
+        cr_buf_init(&ev, 8192);
+        cr_mpw_map(&ev, out->commit[0] != '\0' ? 4 : 3);
+        mpw_kv(&ev, "aid", out->aid);
+        CR_MPW_LIT(&ev, "ok");
+        cr_mpw_bool(&ev, out->ok);
+        mpw_kv(&ev, "detail", out->detail);
+        if (out->commit[0] != '\0')
+            mpw_kv(&ev, "commit", out->commit);
+        if (!out->ok || strcmp(kind, "task") == 0 || strcmp(kind, "interrupt") == 0 || strcmp(kind, "suspend") == 0 ||
+            strcmp(kind, "resume") == 0 || (strcmp(kind, "reply") == 0 && !needs_is(s, "question"))) {
+            /* these answer no request, or failed to: keep what the session waits for */
+            int hn = r->has_needs;
+            char k[32], rd[HOST_STORE_SID_MAX + 1];
+            uint64_t seq = r->needs_seq;
+            memcpy(k, r->needs_k, sizeof(k));
+            memcpy(rd, r->needs_rid, sizeof(rd));
+            host_emit(s, "action.applied", 1, ev.base, ev.len);
+            if (hn) {
+                r->has_needs = 1;
+                memcpy(r->needs_k, k, sizeof(k));
+                memcpy(r->needs_rid, rd, sizeof(rd));
+                r->needs_seq = seq;
+                host_store_session_save(r);
+            }
+        } else {
+            host_emit(s, "action.applied", 1, ev.base, ev.len);
+        }
+        cr_buf_free(&ev);
+        activity(s, "cli", kind, out->detail, out->ok ? "ok" : "error");
+        cr_error_set(saved.code, saved.field, "%s", saved.message);
+    }
+    /* what follows from the action */
+    if (strcmp(kind, "suspend") == 0) {
+        if (s->agent != NULL) {
+            s->stopping = 1;
+            host_agent_stop(s->agent, HOST_STOP_GRACE_MS);
+        } else {
+            emit_state(s, HOST_STORE_SUSPENDED, "suspended");
+        }
+    } else if (strcmp(kind, "resume") == 0 && out->ok) {
+        emit_state(s, HOST_STORE_IDLE, NULL);
+        start_next_task(s);
+    } else if (out->ok && s->agent != NULL) {
+        if (was_needs && (strcmp(kind, "approve") == 0 || strcmp(kind, "reject") == 0 || strcmp(kind, "reply") == 0) &&
+            host_agent_busy(s->agent))
+            emit_state(s, HOST_STORE_RUNNING, NULL);
+        else if (!host_agent_busy(s->agent) && !waiting_on_human(s) && host_store_task_count(r) > 0)
+            start_next_task(s);
+        else if (!host_agent_busy(s->agent) && !waiting_on_human(s) && r->state == HOST_STORE_WAITING)
+            emit_state(s, HOST_STORE_IDLE, NULL);
+    }
+    return rc;
+}
+
+int host_ask(char *rid_out, host_session_t *s, const char *text)
+{
+    cr_buf_t b;
+    int rc;
+    char rid[32];
+    if (text == NULL || text[0] == '\0')
+        return cr_error_set(CR_EBODY, "text", "a question needs text");
+    cr_ulid_new(rid);
+    cr_buf_init(&b, BODY_MAX);
+    rc = cr_mpw_map(&b, 2) || mpw_kv(&b, "rid", rid) || CR_MPW_LIT(&b, "text") ||
+         cr_mpw_str(&b, text, strlen(text) > 60000 ? 60000 : strlen(text));
+    if (rc == 0)
+        rc = host_emit(s, "question", 2, b.base, b.len);
+    cr_buf_free(&b);
+    if (rc != 0)
+        return rc;
+    memcpy(s->ask_rid, rid, sizeof(rid));
+    memcpy(rid_out, rid, sizeof(rid));
+    activity(s, "agent", "ask", text, "ok");
+    return 0;
+}
