@@ -4,6 +4,7 @@
 #define RELAY_PUSH_H
 
 #include "corral/buf.h"
+#include "corral/http.h"
 #include <stddef.h>
 #include <stdint.h>
 
@@ -41,16 +42,10 @@ typedef struct st_relay_push_device_t {
     uint64_t created_ms;      /* when this registration was made (APNs 410 timestamps are compared with it) */
 } relay_push_device_t;
 
-/* An HTTP request to a provider. Owned by whoever made it; relay_push_req_free releases it. */
-#define RELAY_PUSH_HEADERS_MAX 12
-typedef struct st_relay_push_req_t {
-    char url[1280];
-    const char *method;                           /* "POST" */
-    char *headers[RELAY_PUSH_HEADERS_MAX];        /* "name: value", malloc'd each */
-    size_t nheaders;
-    cr_buf_t body;
-    const char *ca_file;                          /* NULL: the system's CAs */
-} relay_push_req_t;
+/* An HTTP request to a provider: the shared client's request (net/include/corral/http.h). Owned by whoever made it;
+ * relay_push_req_free releases what it holds. */
+typedef cr_http_req_t relay_push_req_t;
+#define RELAY_PUSH_HEADERS_MAX CR_HTTP_HEADERS_MAX
 
 /* A provider's answer, as the HTTP client hands it over. `body` is capped (RELAY_PUSH_ANSWER_MAX). */
 #define RELAY_PUSH_ANSWER_MAX (16u << 10)
@@ -81,10 +76,17 @@ typedef struct st_relay_push_outcome_t {
     char reason[64];          /* the provider's reason code ("BadDeviceToken", "UNREGISTERED", "http_503", ...) */
 } relay_push_outcome_t;
 
-/* Frees what a request holds (headers, body); the struct itself belongs to the caller. Safe on a zeroed request. */
-void relay_push_req_free(relay_push_req_t *req);
+/* Frees what a request holds (headers and body, wiped); the struct itself belongs to the caller. Safe on a zeroed
+ * request. */
+static inline void relay_push_req_free(relay_push_req_t *req)
+{
+    cr_http_req_free(req);
+}
 
-/* Adds a header "name: value" (copied). Returns 0, or -1 when there are already RELAY_PUSH_HEADERS_MAX. */
-int relay_push_req_header(relay_push_req_t *req, const char *name, const char *value);
+/* Adds a header "name: value" (copied). Returns 0, or -1 when there are already RELAY_PUSH_HEADERS_MAX (or a CR/LF). */
+static inline int relay_push_req_header(relay_push_req_t *req, const char *name, const char *value)
+{
+    return cr_http_req_header(req, name, value);
+}
 
 #endif

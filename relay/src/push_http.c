@@ -64,33 +64,19 @@ static void relay_push_http__on_answer(const cr_http_answer_t *ca, void *data)
 int relay_push_http_send(relay_push_http_t *h, relay_push_req_t *req, relay_push_http_cb cb, void *data)
 {
     relay_push_http_call_t *call;
-    cr_http_req_t cr;
-    size_t i;
-
-    _Static_assert(RELAY_PUSH_HEADERS_MAX <= CR_HTTP_HEADERS_MAX, "every push header fits a cr_http request");
-    _Static_assert(sizeof(req->url) <= sizeof(cr.url), "every push URL fits a cr_http request");
     if ((call = malloc(sizeof(*call))) == NULL) {
         cr_error_set(CR_ENOMEM, NULL, "push http: out of memory");
         return -1;
     }
     call->cb = cb;
     call->data = data;
-    memset(&cr, 0, sizeof(cr));
-    memcpy(cr.url, req->url, sizeof(req->url));
-    cr.method = req->method;
-    for (i = 0; i < req->nheaders; ++i)
-        cr.headers[i] = req->headers[i]; /* lent to cr until the send succeeds */
-    cr.nheaders = req->nheaders;
-    cr.body = req->body;
-    cr.ca_file = req->ca_file;
-    cr.body_max = RELAY_PUSH_ANSWER_MAX;
-    cr.keep_header = "apns-id";
-    if (cr_http_send(h->c, &cr, relay_push_http__on_answer, call, NULL) != 0) {
+    req->body_max = RELAY_PUSH_ANSWER_MAX;
+    req->keep_header = "apns-id";
+    if (cr_http_send(h->c, req, relay_push_http__on_answer, call, NULL) != 0) {
         free(call);
         return -1; /* req still owns its headers and body */
     }
-    memset(req, 0, sizeof(*req)); /* now owned by the cr_http client */
-    return 0;
+    return 0; /* req's contents are now the client's (cr_http_send zeroed it) */
 }
 
 size_t relay_push_http_inflight(const relay_push_http_t *h)

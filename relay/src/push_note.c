@@ -15,38 +15,6 @@
 #define ELLIPSIS "\xe2\x80\xa6" /* U+2026 */
 #define PIECE_MAX 1024          /* bytes of one text piece kept before the final cut (> any note field) */
 
-/* ---- requests --------------------------------------------------------------------------------------------------- */
-
-void relay_push_req_free(relay_push_req_t *req)
-{
-    for (size_t i = 0; i < req->nheaders && i < RELAY_PUSH_HEADERS_MAX; ++i) {
-        if (req->headers[i] != NULL) {
-            sodium_memzero(req->headers[i], strlen(req->headers[i])); /* authorization carries a credential */
-            free(req->headers[i]);
-        }
-        req->headers[i] = NULL;
-    }
-    req->nheaders = 0;
-    if (req->body.base != NULL)
-        sodium_memzero(req->body.base, req->body.len); /* an OAuth form carries the signed assertion */
-    cr_buf_free(&req->body);
-}
-
-int relay_push_req_header(relay_push_req_t *req, const char *name, const char *value)
-{
-    size_t nlen = strlen(name), vlen = strlen(value);
-    char *h;
-    if (req->nheaders >= RELAY_PUSH_HEADERS_MAX || strpbrk(name, "\r\n:") != NULL || strpbrk(value, "\r\n") != NULL)
-        return -1;
-    if ((h = malloc(nlen + vlen + 3)) == NULL)
-        return -1;
-    memcpy(h, name, nlen);
-    memcpy(h + nlen, ": ", 2);
-    memcpy(h + nlen + 2, value, vlen + 1);
-    req->headers[req->nheaders++] = h;
-    return 0;
-}
-
 /* ---- text ------------------------------------------------------------------------------------------------------- */
 
 void relay_push_text_shorten(char *s, size_t max)
