@@ -1,13 +1,24 @@
 /* clients/cli/main.c — the corral CLI: talks to corrald's local API (HTTP/1.1 with JSON over its unix socket) to start,
  * list, follow, review and steer sessions, and lets an agent ask its human a question (`corral ask`). */
+#define _GNU_SOURCE
 #include "corral/buf.h"
 #include "corral/error.h"
 #include "corral/json.h"
 #include "corral/mp.h"
 #include <curl/curl.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <sys/wait.h>
+#include <time.h>
 #include <unistd.h>
 
 #ifndef CORRAL_VERSION
@@ -51,6 +62,11 @@ static const struct {
     {"suspend", "NAME", "end the agent cleanly, keeping its worktree and conversation"},
     {"resume", "NAME [TEXT]", "restart a suspended session's agent in the same conversation"},
     {"ask", "QUESTION", "from inside a session: ask the human and print the answer"},
+    {"up", "[--relay URL --token TOKEN] [--repo DIR]",
+     "keep the relay and host token in <home>/corrald.ini (mode 0600) and start corrald for the repository in the\n"
+     "            background (log: <home>/corrald.log) unless it runs already; waits until it answers"},
+    {"pair", "[--json]", "ask the relay for a one-time pairing code (10 minutes) and show the QR code a phone scans:\n"
+     "            <relay>/#pair=CODE&k=TEAMKEY (the team key K from <home>/team.key, base64url)"},
 };
 
 static void usage(FILE *fp)
@@ -68,6 +84,8 @@ static void usage(FILE *fp)
                 "Options:\n"
                 "  --json     print the result as JSON (log: one event a line) — errors too, on stdout\n"
                 "  --aid ID   (actions) the idempotency key: the same ID is applied only once\n"
+                "  --relay URL, --token TOKEN, --repo DIR   (up) the relay, its host token (a secret: never printed) and\n"
+                "             the repository corrald runs for (default: the one containing the current directory)\n"
                 "  --help     print this help\n"
                 "  --version  print the version\n"
                 "\n"
@@ -286,7 +304,7 @@ static void print_raw(const cr_buf_t *resp)
 typedef struct st_args_t {
     const char *pos[4];
     int npos;
-    const char *name, *agent, *cmd, *identity, *base, *rid, *reason, *aid, *after;
+    const char *name, *agent, *cmd, *identity, *base, *rid, *reason, *aid, *after, *relay, *relay_token, *repo;
     int follow, discard, keep_branch;
 } args_t;
 
@@ -598,6 +616,266 @@ static int cmd_ask(const args_t *a)
     return rc;
 }
 
+/* ---- pairing and starting corrald ----------------------------------------------------------------------------- */
+
+/* Whether the terminal shows UTF-8: the first of LC_ALL, LC_CTYPE, LANG that is set names it (as server/src/qr.c). */
+static int utf8_locale(void)
+{
+    static const char *const vars[] = {"LC_ALL", "LC_CTYPE", "LANG"};
+    for (size_t i = 0; i < sizeof(vars) / sizeof(vars[0]); ++i) {
+        const char *v = getenv(vars[i]);
+        if (v != NULL && v[0] != '\0')
+            return strcasestr(v, "utf-8") != NULL || strcasestr(v, "utf8") != NULL;
+    }
+    return 0;
+}
+
+static int cmd_pair(const args_t *a)
+{
+    cr_buf_t resp, mp;
+    cr_span_t v = {0};
+    int rc, tty = isatty(STDOUT_FILENO);
+    char path[64];
+    if (a->npos != 0) {
+        fprintf(stderr, "corral: usage: corral pair [--json]\n");
+        return EXIT_USAGE;
+    }
+    snprintf(path, sizeof(path), "/v1/pair?qr=%s", utf8_locale() ? "utf8" : "ascii");
+    if ((rc = call(&resp, &mp, &v, "POST", path, "{}", 60, NULL)) == 0) {
+        if (json_out) {
+            print_raw(&resp);
+        } else {
+            time_t exp = (time_t)(uint_of(v, "expires") / 1000);
+            struct tm tm;
+            char when[32] = "?";
+            if (exp > 0 && localtime_r(&exp, &tm) != NULL)
+                strftime(when, sizeof(when), "%H:%M:%S", &tm);
+            if (tty) {
+                cr_span_t q = str_of(v, "qr_text");
+                fwrite(q.base, 1, q.len, stdout);
+            }
+            printf("Scan this with the Corral app, or open the link on your phone:\n  %.*s\n"
+                   "Pairing code %.*s: valid once, until %s. The link holds the team key: share it with your own devices "
+                   "only.\n",
+                   STR(v, "url"), STR(v, "code"), when);
+        }
+    }
+    cr_buf_free(&resp);
+    cr_buf_free(&mp);
+    return rc;
+}
+
+/* Whether something answers on the unix socket at path. */
+static int socket_alive(const char *path)
+{
+    struct sockaddr_un sa = {.sun_family = AF_UNIX};
+    int fd, alive;
+    if (strlen(path) >= sizeof(sa.sun_path) || (fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+        return 0;
+    memcpy(sa.sun_path, path, strlen(path) + 1);
+    alive = connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0;
+    close(fd);
+    return alive;
+}
+
+/* Makes dir and its parents with mode 0700. Returns 0 or -1 (errno). */
+static int make_dirs(const char *dir)
+{
+    char tmp[PATH_MAX];
+    size_t n = strlen(dir);
+    if (n == 0 || n >= sizeof(tmp))
+        return errno = ENAMETOOLONG, -1;
+    memcpy(tmp, dir, n + 1);
+    for (char *p = tmp + 1; *p != '\0'; ++p) {
+        if (*p != '/')
+            continue;
+        *p = '\0';
+        if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
+            return -1;
+        *p = '/';
+    }
+    return mkdir(tmp, 0700) != 0 && errno != EEXIST ? -1 : 0;
+}
+
+/* Appends `key = "value"` with the INI file's escapes. */
+static void ini_kv(cr_buf_t *b, const char *key, const char *value)
+{
+    cr_buf_appendf(b, "%s = \"", key);
+    for (const char *p = value; *p != '\0'; ++p) {
+        if (*p == '"' || *p == '\\')
+            cr_buf_append(b, "\\", 1);
+        cr_buf_append(b, p, 1);
+    }
+    cr_buf_append(b, "\"\n", 2);
+}
+
+/* Rewrites ini (mode 0600, atomically) with relay.url and relay.token set, keeping every other line. Returns 0 or
+ * -1 after printing why. The token is never printed. */
+static int write_ini(const char *ini, const char *url, const char *tok)
+{
+    char tmp[PATH_MAX + 8], *line = NULL;
+    size_t cap = 0;
+    ssize_t n;
+    cr_buf_t b;
+    FILE *fp;
+    int in_relay = 0, done = 0, fd, rc = -1;
+    cr_buf_init(&b, 1u << 20);
+    if ((fp = fopen(ini, "r")) != NULL) {
+        while ((n = getline(&line, &cap, fp)) > 0) {
+            const char *p = line;
+            while (*p == ' ' || *p == '\t')
+                ++p;
+            if (*p == '[') {
+                if (in_relay && !done) {
+                    ini_kv(&b, "url", url);
+                    ini_kv(&b, "token", tok);
+                    done = 1;
+                }
+                in_relay = strncmp(p, "[relay]", 7) == 0;
+            } else if (in_relay && (strncmp(p, "url", 3) == 0 || strncmp(p, "token", 5) == 0)) {
+                const char *q = p + (p[0] == 'u' ? 3 : 5);
+                while (*q == ' ' || *q == '\t')
+                    ++q;
+                if (*q == '=')
+                    continue; /* replaced below */
+            }
+            cr_buf_append(&b, line, (size_t)n);
+            if (line[n - 1] != '\n')
+                cr_buf_append(&b, "\n", 1);
+        }
+        fclose(fp);
+        free(line);
+    }
+    if (!done) {
+        if (!in_relay)
+            cr_buf_appendf(&b, "%s[relay]\n", b.len > 0 ? "\n" : "");
+        ini_kv(&b, "url", url);
+        ini_kv(&b, "token", tok);
+    }
+    snprintf(tmp, sizeof(tmp), "%s.new", ini);
+    unlink(tmp);
+    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0) {
+        fprintf(stderr, "corral: cannot write %s: %s\n", tmp, strerror(errno));
+        goto done;
+    }
+    if (write(fd, b.base, b.len) != (ssize_t)b.len || fsync(fd) != 0 || close(fd) != 0 || rename(tmp, ini) != 0) {
+        fprintf(stderr, "corral: cannot write %s: %s\n", ini, strerror(errno));
+        unlink(tmp);
+        goto done;
+    }
+    rc = 0;
+done:
+    if (b.base != NULL)
+        memset(b.base, 0, b.len); /* it held the token */
+    cr_buf_free(&b);
+    return rc;
+}
+
+/* Finds corrald: next to this program, else on PATH (execvp). */
+static void find_corrald(char *out, size_t outlen)
+{
+    char self[PATH_MAX];
+    ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+    if (n > 0) {
+        char *slash;
+        self[n] = '\0';
+        if ((slash = strrchr(self, '/')) != NULL) {
+            *slash = '\0';
+            snprintf(out, outlen, "%s/corrald", self);
+            if (access(out, X_OK) == 0)
+                return;
+        }
+    }
+    snprintf(out, outlen, "corrald");
+}
+
+static int cmd_up(const args_t *a)
+{
+    char home[PATH_MAX], ini[PATH_MAX + 16], logp[PATH_MAX + 16], exe[PATH_MAX];
+    const char *argv[8];
+    char *slash;
+    int argc = 0, status;
+    pid_t pid;
+    if (a->npos != 0 || (a->relay == NULL) != (a->relay_token == NULL)) {
+        fprintf(stderr, "corral: usage: corral up [--relay URL --token TOKEN] [--repo DIR]\n");
+        return EXIT_USAGE;
+    }
+    snprintf(home, sizeof(home), "%s", sock_path);
+    if ((slash = strrchr(home, '/')) != NULL)
+        *slash = '\0';
+    snprintf(ini, sizeof(ini), "%s/corrald.ini", home);
+    snprintf(logp, sizeof(logp), "%s/corrald.log", home);
+    if (make_dirs(home) != 0) {
+        fprintf(stderr, "corral: cannot make the directory %s: %s\n", home, strerror(errno));
+        return EXIT_ERROR;
+    }
+    if (a->relay != NULL) {
+        for (const char *p = a->relay_token; *p != '\0'; ++p)
+            if ((unsigned char)*p < 0x21 || *p == 0x7f) {
+                fprintf(stderr, "corral: the token must not hold spaces or control characters\n");
+                return EXIT_USAGE;
+            }
+        if ((strncmp(a->relay, "http://", 7) != 0 && strncmp(a->relay, "https://", 8) != 0) ||
+            strpbrk(a->relay, " \t\r\n\"\\") != NULL) {
+            fprintf(stderr, "corral: --relay needs an http:// or https:// URL\n");
+            return EXIT_USAGE;
+        }
+        if (write_ini(ini, a->relay, a->relay_token) != 0)
+            return EXIT_ERROR;
+        printf("relay %s and its host token kept in %s (mode 0600)\n", a->relay, ini);
+    }
+    if (socket_alive(sock_path)) {
+        printf("corrald is already running (%s)%s\n", sock_path,
+               a->relay != NULL ? "; stop it and run corral up again to use the new relay settings" : "");
+        return EXIT_OK;
+    }
+    find_corrald(exe, sizeof(exe));
+    argv[argc++] = exe;
+    if (access(ini, R_OK) == 0) {
+        argv[argc++] = "--config";
+        argv[argc++] = ini;
+    }
+    if (a->repo != NULL) {
+        argv[argc++] = "--repo";
+        argv[argc++] = a->repo;
+    }
+    argv[argc] = NULL;
+    fflush(stdout);
+    fflush(stderr);
+    if ((pid = fork()) < 0) {
+        fprintf(stderr, "corral: fork: %s\n", strerror(errno));
+        return EXIT_ERROR;
+    }
+    if (pid == 0) {
+        int fd = open(logp, O_WRONLY | O_CREAT | O_APPEND, 0600), nul = open("/dev/null", O_RDONLY);
+        setsid();
+        if (fd < 0 || nul < 0)
+            _exit(127);
+        dup2(nul, STDIN_FILENO);
+        dup2(fd, STDOUT_FILENO);
+        dup2(fd, STDERR_FILENO);
+        signal(SIGPIPE, SIG_DFL);
+        execvp(exe, (char *const *)argv);
+        fprintf(stderr, "corral up: cannot run %s: %s\n", exe, strerror(errno));
+        _exit(127);
+    }
+    for (int i = 0; i < 300; ++i) {
+        if (waitpid(pid, &status, WNOHANG) == pid) {
+            fprintf(stderr, "corral: corrald stopped at once (exit status %d); see %s\n",
+                    WIFEXITED(status) ? WEXITSTATUS(status) : -1, logp);
+            return EXIT_ERROR;
+        }
+        if (socket_alive(sock_path)) {
+            printf("corrald started (pid %ld) for %s; log %s\n", (long)pid, a->repo != NULL ? a->repo : "the current repository",
+                   logp);
+            return EXIT_OK;
+        }
+        usleep(50 * 1000);
+    }
+    fprintf(stderr, "corral: corrald (pid %ld) did not answer on %s within 15 s; see %s\n", (long)pid, sock_path, logp);
+    return EXIT_ERROR;
+}
+
 /* ---- main ---------------------------------------------------------------------------------------------------- */
 
 static void find_socket(void)
@@ -658,6 +936,9 @@ int main(int argc, char **argv)
         OPT("--reason", reason)
         OPT("--aid", aid)
         OPT("--after", after)
+        OPT("--relay", relay)
+        OPT("--token", relay_token)
+        OPT("--repo", repo)
 #undef OPT
         if (strcmp(s, "--json") == 0)
             json_out = 1;
@@ -697,6 +978,10 @@ int main(int argc, char **argv)
         rc = cmd_rm(&a);
     else if (strcmp(cmd, "ask") == 0)
         rc = cmd_ask(&a);
+    else if (strcmp(cmd, "pair") == 0)
+        rc = cmd_pair(&a);
+    else if (strcmp(cmd, "up") == 0)
+        rc = cmd_up(&a);
     else
         rc = cmd_action(cmd, &a);
     curl_global_cleanup();

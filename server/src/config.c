@@ -4,7 +4,8 @@
 const cr_config_entry_t host_config_table[] = {
     {"relay.url", CR_CONF_STR, "", "URL of the relay this host reports to (https://relay.example.com); empty for none.", 0, 0},
     {"relay.token", CR_CONF_STR, "",
-     "Host token (crt_...) the relay issued; a secret, so prefer the environment variable to this file.", 0, 0},
+     "Host token (crt_...) the relay issued; a secret: keep this file mode 0600 (corral up --relay URL --token TOKEN "
+     "writes both keys into <home>/corrald.ini so) or use the environment variable.", 0, 0},
     {"relay.ca_file", CR_CONF_STR, "", "PEM file of CA certificates to trust for the relay; empty for the system's.", 0, 0},
     {"home", CR_CONF_STR, "~/.local/state/corral",
      "Directory for corrald's own state: socket, config, keys and tokens; a leading ~ is your home directory.", 0, 0},

@@ -2,6 +2,8 @@
  * scoping, JSON bodies, and long polls for `corral log -f` and `corral ask`. */
 #define _GNU_SOURCE
 #include "host_api.h"
+#include "pair.h"
+#include "qr.h"
 #include "corral/error.h"
 #include "corral/json.h"
 #include "corral/log.h"
@@ -9,6 +11,7 @@
 #include <errno.h>
 #include <h2o.h>
 #include <h2o/socket/uv-binding.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -47,6 +50,7 @@ struct st_host_api_t {
     int listening, closed, never_accepted;
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     api_wait_t *waits;
+    host_pair_t *pair; /* NULL without a relay (host_api_set_pair) */
 };
 
 /* ---- responses ----------------------------------------------------------------------------------------------- */
@@ -64,6 +68,7 @@ static const char *reason_of(int status)
     case 405: return "Method Not Allowed";
     case 409: return "Conflict";
     case 413: return "Payload Too Large";
+    case 502: return "Bad Gateway";
     case 503: return "Service Unavailable";
     default: return status >= 500 ? "Internal Server Error" : "OK";
     }
@@ -682,6 +687,103 @@ static void h_ask_wait(host_api_t *api, h2o_req_t *req, host_session_t *s, const
     wait_add(api, req, s, WAIT_ASK, 0, rid, query_uint(req, "wait", 60, HOST_API_WAIT_MAX_S));
 }
 
+/* POST /v1/pair: a pairing code from the relay, as {code, expires, url, qr_text}; ?qr=utf8|ascii|none. */
+typedef struct st_api_pair_call_t {
+    h2o_req_t *req; /* NULL once the request is gone */
+    struct st_api_pair_guard_t *guard;
+    host_qr_style_t style;
+    int with_qr;
+} api_pair_call_t;
+
+struct st_api_pair_guard_t {
+    api_pair_call_t *call;
+    host_pair_t *pair;
+    uint64_t id;
+};
+
+static void on_pair_guard_dispose(void *p)
+{
+    struct st_api_pair_guard_t *g = p;
+    if (g->call != NULL) {
+        g->call->req = NULL;
+        g->call->guard = NULL;
+        host_pair_cancel(g->pair, g->id); /* runs on_pair_answer now, which frees the call */
+    }
+}
+
+static void on_pair_answer(const host_pair_result_t *r, void *data)
+{
+    api_pair_call_t *c = data;
+    h2o_req_t *req = c->req;
+    host_qr_style_t style = c->style;
+    int with_qr = c->with_qr;
+    cr_buf_t b, qr;
+    if (c->guard != NULL)
+        c->guard->call = NULL;
+    free(c);
+    if (req == NULL)
+        return;
+    if (!r->ok) {
+        send_error(req, 502, "bad_gateway", "relay.url", "%s", r->message);
+        return;
+    }
+    cr_buf_init(&qr, 1u << 20);
+    if (with_qr && host_qr_render(&qr, r->url, style) != 0) {
+        cr_buf_free(&qr);
+        send_cr_error(req);
+        return;
+    }
+    cr_buf_init(&b, 2u << 20);
+    cr_mpw_map(&b, 4);
+    mpw_kv(&b, "code", r->code);
+    CR_MPW_LIT(&b, "expires");
+    cr_mpw_uint(&b, r->expires);
+    mpw_kv(&b, "url", r->url);
+    CR_MPW_LIT(&b, "qr_text");
+    cr_mpw_str(&b, qr.base != NULL ? qr.base : "", qr.len);
+    send_mp(req, 200, &b);
+    sodium_memzero(b.base, b.len);
+    cr_buf_free(&b);
+    cr_buf_free(&qr);
+}
+
+static void h_pair(host_api_t *api, h2o_req_t *req)
+{
+    const char *style = query(req, "qr");
+    api_pair_call_t *c;
+    struct st_api_pair_guard_t *g;
+    if (api->pair == NULL) {
+        send_error(req, 400, "bad_config", "relay.url", "no relay configured: run corral up --relay URL --token TOKEN");
+        return;
+    }
+    if (style != NULL && strcmp(style, "utf8") != 0 && strcmp(style, "ascii") != 0 && strcmp(style, "none") != 0) {
+        send_error(req, 400, "bad_request", "qr", "qr must be utf8, ascii or none");
+        return;
+    }
+    if ((c = calloc(1, sizeof(*c))) == NULL) {
+        send_error(req, 500, "internal", NULL, "out of memory");
+        return;
+    }
+    c->req = req;
+    c->with_qr = style == NULL || strcmp(style, "none") != 0;
+    c->style = style != NULL && strcmp(style, "ascii") == 0 ? HOST_QR_ASCII : HOST_QR_UTF8;
+    g = h2o_mem_alloc_shared(&req->pool, sizeof(*g), on_pair_guard_dispose);
+    g->call = NULL;
+    g->pair = api->pair;
+    if (host_pair_request(api->pair, on_pair_answer, c, &g->id) != 0) {
+        free(c);
+        send_cr_error(req);
+        return;
+    }
+    g->call = c;
+    c->guard = g;
+}
+
+void host_api_set_pair(host_api_t *api, host_pair_t *pair)
+{
+    api->pair = pair;
+}
+
 static int method_is(h2o_req_t *req, const char *m)
 {
     return h2o_memis(req->method.base, req->method.len, m, strlen(m));
@@ -746,6 +848,15 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
             h_ask(api, req, tok);
         else if (nseg == 3 && method_is(req, "GET"))
             h_ask_wait(api, req, tok, seg[2]);
+        else
+            send_error(req, 405, "method_not_allowed", NULL, "not allowed here");
+        return 0;
+    }
+    if (strcmp(seg[1], "pair") == 0 && nseg == 2) {
+        if (tok != NULL)
+            send_error(req, 403, "forbidden", NULL, "a session token cannot pair a phone");
+        else if (method_is(req, "POST"))
+            h_pair(api, req);
         else
             send_error(req, 405, "method_not_allowed", NULL, "not allowed here");
         return 0;

@@ -5,6 +5,7 @@
 #define HOST_API_H
 
 #include "host.h"
+#include "pair.h"
 
 #define HOST_API_BODY_MAX (4u << 20)   /* bytes of a request body, at most */
 #define HOST_API_WAIT_MAX_S 300        /* longest long poll (?wait=S) */
@@ -17,6 +18,10 @@ typedef struct st_host_api_t host_api_t;
  * (host_api_close, then host_api_free). Returns 0, CR_EEXISTS, CR_ECONFIG (path too long) or CR_EIO; after CR_EIO
  * *out is set too and must be freed with host_api_free once the loop has run (its listener is closing). */
 int host_api_start(host_api_t **out, host_t *h, uv_loop_t *loop, const char *sock_path);
+
+/* Lets POST /v1/pair ask the relay for pairing codes through pair (NULL: answered 400 bad_config, "no relay
+ * configured"). pair stays the caller's and must outlive the API's requests: free it after host_api_close. */
+void host_api_set_pair(host_api_t *api, host_pair_t *pair);
 
 /* Wakes the long polls of session s (wire it to host_hooks_t.on_event). */
 void host_api_notify(host_session_t *s, void *api);

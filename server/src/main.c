@@ -5,6 +5,8 @@
 #include "corral/log.h"
 #include "host.h"
 #include "host_api.h"
+#include "host_relay.h"
+#include "pair.h"
 #include <errno.h>
 #include <signal.h>
 #include <stdio.h>
@@ -47,12 +49,16 @@ typedef struct st_daemon_t {
     uv_loop_t loop;
     host_t *host;
     host_api_t *api;
+    host_relay_t *relay; /* NULL without relay.url and relay.token */
+    host_pair_t *pair;   /* POST /v1/pair's pairing codes; NULL without relay.url and relay.token */
     uv_signal_t sig_term, sig_int;
 } daemon_t;
 
 static void on_shutdown_done(void *data)
 {
     daemon_t *d = data;
+    host_relay_free(d->relay); /* what the agents said last is in the outbox even if it did not go out yet */
+    d->relay = NULL;
     host_api_close(d->api);
     uv_stop(&d->loop);
 }
@@ -170,6 +176,27 @@ int main(int argc, char **argv)
     d.host->hooks.event_data = d.api;
     d.host->hooks.on_shutdown_done = on_shutdown_done;
     d.host->hooks.shutdown_data = &d;
+    if (cr_config_str(&conf, "relay.url")[0] != '\0' && cr_config_str(&conf, "relay.token")[0] != '\0') {
+        host_relay_config_t rconf = {cr_config_str(&conf, "relay.url"), cr_config_str(&conf, "relay.token"),
+                                     cr_config_str(&conf, "relay.ca_file")};
+        if (host_relay_new(&d.relay, d.host, &rconf) != 0) {
+            fprintf(stderr, PROGRAM ": relay: %s\n", cr_error_last()->message);
+            goto done_loop;
+        }
+        d.host->hooks.on_emitted = host_relay_kick;
+        d.host->hooks.emitted_data = d.relay;
+    } else if (cr_config_str(&conf, "relay.url")[0] != '\0') {
+        cr_log(CR_LOG_WARN, "relay.url is set but relay.token is not: not connecting to the relay");
+    }
+    if (cr_config_str(&conf, "relay.url")[0] != '\0' && cr_config_str(&conf, "relay.token")[0] != '\0') {
+        host_pair_config_t pconf = {cr_config_str(&conf, "relay.url"), cr_config_str(&conf, "relay.token"),
+                                    cr_config_str(&conf, "relay.ca_file"), home};
+        if (host_pair_new(&d.pair, &d.loop, &pconf) != 0) {
+            fprintf(stderr, PROGRAM ": pairing: %s\n", cr_error_last()->message);
+            goto done_loop;
+        }
+        host_api_set_pair(d.api, d.pair);
+    }
     uv_signal_init(&d.loop, &d.sig_term);
     uv_signal_init(&d.loop, &d.sig_int);
     d.sig_term.data = d.sig_int.data = &d;
@@ -182,7 +209,9 @@ int main(int argc, char **argv)
     status = 0;
     cr_log(CR_LOG_INFO, PROGRAM ": stopped");
 done_loop:
+    host_relay_free(d.relay);
     host_api_close(d.api);
+    host_pair_free(d.pair); /* after the API: a pairing request in flight is answered, then the client closes */
     host_free(d.host);
     drain(&d.loop);
     host_api_free(d.api);

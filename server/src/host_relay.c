@@ -1,0 +1,360 @@
+/* host_relay.c — corrald's glue between its core and the relay link: outbox -> uplink, downlink actions -> sessions,
+ * the downlink cursor persisted in <repo>/.corral/relay.cursor. */
+#include "host_relay.h"
+#include "corral/envelope.h"
+#include "corral/error.h"
+#include "corral/log.h"
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+/* An action received, waiting for the loop's next turn: the link hands actions over from inside libcurl's callbacks,
+ * where no new request can start, and applying one emits events (a new uplink batch) and acks its cursor. */
+typedef struct st_host_relay_action_t {
+    struct st_host_relay_action_t *next;
+    char id[HOST_LINK_CURSOR_MAX];
+    size_t len;
+    char act[]; /* the envelope */
+} host_relay_action_t;
+
+struct st_host_relay_t {
+    host_t *host;
+    host_link_t *link;
+    host_link_state_t last_state;
+    uv_timer_t defer;                        /* runs the queued actions from the loop */
+    host_relay_action_t *queue, **queue_tail; /* oldest first */
+    int closing;                             /* handles still to close before r is freed */
+    char cursor_path[PATH_MAX];
+};
+
+/* ---- the downlink cursor on disk --------------------------------------------------------------------------------- */
+
+static int cursor_ok(const char *s)
+{
+    size_t n = strlen(s), dash = 0;
+    if (n == 0 || n >= HOST_LINK_CURSOR_MAX)
+        return 0;
+    for (size_t i = 0; i < n; ++i) {
+        if (s[i] == '-')
+            ++dash;
+        else if (s[i] < '0' || s[i] > '9')
+            return 0;
+    }
+    return dash == 1 && s[0] != '-' && s[n - 1] != '-';
+}
+
+/* Reads the saved cursor into out ("" when there is none or it is bad). */
+static void cursor_load(host_relay_t *r, char *out, size_t outlen)
+{
+    FILE *fp = fopen(r->cursor_path, "r");
+    out[0] = '\0';
+    if (fp == NULL) {
+        if (errno != ENOENT)
+            cr_log(CR_LOG_WARN, "relay: cannot read %s: %s; starting from the relay's record", r->cursor_path,
+                   strerror(errno));
+        return;
+    }
+    if (fgets(out, (int)outlen, fp) == NULL)
+        out[0] = '\0';
+    fclose(fp);
+    out[strcspn(out, "\r\n")] = '\0';
+    if (out[0] != '\0' && !cursor_ok(out)) {
+        cr_log(CR_LOG_WARN, "relay: %s does not hold a stream id; starting from the relay's record", r->cursor_path);
+        out[0] = '\0';
+    }
+}
+
+/* Replaces the cursor file atomically: a temp file, fsync, rename. */
+static void cursor_save(host_relay_t *r, const char *cursor)
+{
+    char tmp[PATH_MAX + 8], line[HOST_LINK_CURSOR_MAX + 1];
+    int fd, n = snprintf(line, sizeof(line), "%s\n", cursor), bad;
+    if (snprintf(tmp, sizeof(tmp), "%s.tmp", r->cursor_path) >= (int)sizeof(tmp))
+        return;
+    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
+        cr_log(CR_LOG_WARN, "relay: cannot write %s: %s", tmp, strerror(errno));
+        return;
+    }
+    bad = write(fd, line, (size_t)n) != n || fsync(fd) != 0;
+    if (close(fd) != 0)
+        bad = 1;
+    if (bad || rename(tmp, r->cursor_path) != 0) {
+        cr_log(CR_LOG_WARN, "relay: cannot save the downlink cursor in %s: %s", r->cursor_path, strerror(errno));
+        unlink(tmp);
+    }
+}
+
+/* ---- the link's callbacks ----------------------------------------------------------------------------------------- */
+
+static size_t on_next_batch(cr_span_t *out, size_t max, void *data)
+{
+    host_relay_t *r = data;
+    host_store_outbox_t *ob = host_store_outbox(r->host->store);
+    size_t n = 0;
+    host_store_outbox_rewind(ob); /* always from the oldest unacknowledged record */
+    if (host_store_outbox_next_batch(ob, out, &n, max, HOST_LINK_BATCH_BYTES) != 0) {
+        cr_log(CR_LOG_ERROR, "relay: cannot read the outbox: %s", cr_error_last()->message);
+        return 0;
+    }
+    return n;
+}
+
+static void on_acked(const char *sid, uint64_t seq, void *data)
+{
+    host_relay_t *r = data;
+    host_store_outbox_t *ob = host_store_outbox(r->host->store);
+    if (host_store_outbox_ack(ob, sid, seq) != 0) {
+        cr_log_sid(CR_LOG_ERROR, sid, "relay: cannot record the ack of seq %llu: %s", (unsigned long long)seq,
+                   cr_error_last()->message);
+        return;
+    }
+    if (host_store_outbox_pending(ob) == 0 && host_store_outbox_compact(ob) < 0)
+        cr_log(CR_LOG_WARN, "relay: cannot compact the outbox: %s", cr_error_last()->message);
+}
+
+static void on_rejected(size_t index, const char *sid, uint64_t seq, const char *code, const char *message, void *data)
+{
+    (void)index;
+    cr_log_sid(CR_LOG_ERROR, sid[0] != '\0' ? sid : NULL, "relay: the relay refused event seq %llu for good (%s: %s); dropped",
+               (unsigned long long)seq, code, message);
+    if (sid[0] != '\0')
+        on_acked(sid, seq, data);
+}
+
+/* Answers an action that could not be applied at all with action.applied {aid, ok false, detail}, so the phone
+ * learns what became of it, keeping what the session waits for, and remembers the aid so a resend is not answered
+ * twice. */
+static void refuse(host_session_t *s, const char *aid, const char *detail)
+{
+    host_store_session_t *rec = s->rec;
+    int hn = rec->has_needs;
+    char k[sizeof(rec->needs_k)], rid[sizeof(rec->needs_rid)];
+    uint64_t seq = rec->needs_seq;
+    cr_buf_t b;
+    memcpy(k, rec->needs_k, sizeof(k));
+    memcpy(rid, rec->needs_rid, sizeof(rid));
+    host_store_aid_add(rec, aid);
+    cr_buf_init(&b, 8192);
+    if (cr_mpw_map(&b, 3) == 0 && CR_MPW_LIT(&b, "aid") == 0 && cr_mpw_str(&b, aid, strlen(aid)) == 0 &&
+        CR_MPW_LIT(&b, "ok") == 0 && cr_mpw_bool(&b, 0) == 0 && CR_MPW_LIT(&b, "detail") == 0 &&
+        cr_mpw_str(&b, detail, strlen(detail)) == 0)
+        host_emit(s, "action.applied", 1, b.base, b.len);
+    cr_buf_free(&b);
+    if (hn && !rec->has_needs) { /* action.applied cleared it: nothing was answered */
+        rec->has_needs = 1;
+        memcpy(rec->needs_k, k, sizeof(k));
+        memcpy(rec->needs_rid, rid, sizeof(rid));
+        rec->needs_seq = seq;
+        if (host_store_session_save(rec) != 0)
+            cr_log_sid(CR_LOG_WARN, rec->sid, "cannot save: %s", cr_error_last()->message);
+    }
+}
+
+static void span_str(char *out, size_t outlen, cr_span_t v)
+{
+    size_t n = v.len < outlen - 1 ? v.len : outlen - 1;
+    memcpy(out, v.base, n);
+    out[n] = '\0';
+}
+
+static void apply_action(host_relay_t *r, const char *id, const char *act, size_t act_len)
+{
+    cr_action_t a;
+    host_session_t *s;
+    host_action_result_t res;
+    char sid[HOST_STORE_SID_MAX + 1], aid[HOST_STORE_SID_MAX + 1], kind[32], by[HOST_STORE_SID_MAX + 1];
+    int rc;
+
+    if (cr_action_decode(&a, act, act_len, NULL) != 0) {
+        cr_log(CR_LOG_WARN, "relay: action %s is not a valid envelope (%s, field %s); skipped", id,
+               cr_error_last()->message, cr_error_last()->field);
+        return;
+    }
+    span_str(sid, sizeof(sid), a.sid);
+    span_str(aid, sizeof(aid), a.aid);
+    span_str(kind, sizeof(kind), a.k);
+    span_str(by, sizeof(by), a.by);
+    if ((s = host_session_find(r->host, sid)) == NULL || strcmp(s->rec->sid, sid) != 0) {
+        cr_log_sid(CR_LOG_WARN, sid, "relay: action %s (%s, aid %s, by %s) is for no session of this host; skipped", id,
+                   kind, aid, by[0] != '\0' ? by : "?");
+        return;
+    }
+    if (a.b.sealed) {
+        cr_log_sid(CR_LOG_WARN, sid, "relay: action %s (%s, aid %s) has a sealed body and this host has no team key", id,
+                   kind, aid);
+        if (!host_store_aid_seen(s->rec, aid))
+            refuse(s, aid, "sealed body: this host has no team key to open it");
+        return;
+    }
+    rc = host_action_apply(&res, s, kind, aid, a.b.raw.base, a.b.raw.len);
+    if (res.duplicate) {
+        cr_log_sid(CR_LOG_INFO, sid, "relay: action %s (%s, aid %s) was applied before", id, kind, aid);
+    } else if (rc != 0 && !res.ok && res.detail[0] == '\0') {
+        /* not applicable: host_action_apply did nothing and emitted nothing */
+        char detail[sizeof(cr_error_last()->message)];
+        snprintf(detail, sizeof(detail), "%s", cr_error_last()->message);
+        cr_log_sid(CR_LOG_WARN, sid, "relay: action %s (%s, aid %s, by %s) not applied: %s", id, kind, aid,
+                   by[0] != '\0' ? by : "?", detail);
+        refuse(s, aid, detail);
+    } else {
+        cr_log_sid(CR_LOG_INFO, sid, "relay: action %s (%s, aid %s, by %s): %s%s", id, kind, aid, by[0] != '\0' ? by : "?",
+                   res.ok ? "" : "failed: ", res.detail);
+    }
+}
+
+static void on_defer(uv_timer_t *t)
+{
+    host_relay_t *r = t->data;
+    host_relay_action_t *a;
+    while (r->link != NULL && (a = r->queue) != NULL) {
+        if ((r->queue = a->next) == NULL)
+            r->queue_tail = &r->queue;
+        apply_action(r, a->id, a->act, a->len);
+        /* applied, refused or skipped: either way it must not block the stream */
+        if (host_link_ack(r->link, a->id) != 0)
+            cr_log(CR_LOG_WARN, "relay: cannot confirm action %s: %s", a->id, cr_error_last()->message);
+        free(a);
+    }
+}
+
+static void on_action(const char *id, const char *act, size_t act_len, void *data)
+{
+    host_relay_t *r = data;
+    host_relay_action_t *a = malloc(sizeof(*a) + act_len);
+    if (a == NULL) { /* not acked: the relay sends it again after the next reconnect */
+        cr_log(CR_LOG_ERROR, "relay: out of memory for action %s", id);
+        return;
+    }
+    a->next = NULL;
+    snprintf(a->id, sizeof(a->id), "%s", id);
+    a->len = act_len;
+    memcpy(a->act, act, act_len);
+    *r->queue_tail = a;
+    r->queue_tail = &a->next;
+    uv_timer_start(&r->defer, on_defer, 0, 0);
+}
+
+static void on_cursor(const char *cursor, void *data)
+{
+    cursor_save(data, cursor);
+}
+
+static size_t on_backlog(void *data)
+{
+    host_relay_t *r = data;
+    return host_store_outbox_pending(host_store_outbox(r->host->store));
+}
+
+static void on_state(void *data)
+{
+    static const char *const names[] = {"connecting", "connected", "refused", "stopped"};
+    host_relay_t *r = data;
+    host_link_status_t st;
+    host_link_status(r->link, &st);
+    if (st.state == r->last_state)
+        return;
+    r->last_state = st.state;
+    if (st.state == HOST_LINK_CONNECTED || st.last_error[0] == '\0')
+        cr_log(CR_LOG_INFO, "relay: link %s (backlog %zu)", (unsigned)st.state < 4 ? names[st.state] : "?", st.backlog);
+    else
+        cr_log(st.state == HOST_LINK_REFUSED ? CR_LOG_ERROR : CR_LOG_INFO, "relay: link %s: %s (backlog %zu)",
+               (unsigned)st.state < 4 ? names[st.state] : "?", st.last_error, st.backlog);
+}
+
+/* ---- life cycle ---------------------------------------------------------------------------------------------------- */
+
+int host_relay_new(host_relay_t **out, host_t *h, const host_relay_config_t *conf)
+{
+    static const host_link_cbs_t cbs = {
+        .next_batch = on_next_batch,
+        .on_acked = on_acked,
+        .on_rejected = on_rejected,
+        .on_action = on_action,
+        .on_cursor = on_cursor,
+        .backlog = on_backlog,
+        .on_state = on_state,
+    };
+    host_link_config_t lc = {0};
+    char cursor[HOST_LINK_CURSOR_MAX + 2];
+    host_relay_t *r;
+
+    *out = NULL;
+    if ((r = calloc(1, sizeof(*r))) == NULL)
+        return cr_error_set(CR_ENOMEM, NULL, "out of memory"), -1;
+    r->host = h;
+    r->queue_tail = &r->queue;
+    r->last_state = HOST_LINK_CONNECTING;
+    snprintf(r->cursor_path, sizeof(r->cursor_path), "%s/" HOST_RELAY_CURSOR_FILE, host_store_dir(h->store));
+    cursor_load(r, cursor, sizeof(cursor));
+    lc.url = conf->url;
+    lc.token = conf->token;
+    lc.ca_file = conf->ca_file != NULL && conf->ca_file[0] != '\0' ? conf->ca_file : NULL;
+    lc.cursor = cursor;
+    if (host_link_new(&r->link, h->loop, &lc, &cbs, r) != 0) {
+        free(r);
+        return -1;
+    }
+    uv_timer_init(h->loop, &r->defer);
+    r->defer.data = r;
+    cr_log(CR_LOG_INFO, "relay: %s, downlink after %s, %zu events waiting in the outbox", conf->url,
+           cursor[0] != '\0' ? cursor : "(the relay's record)", host_store_outbox_pending(host_store_outbox(h->store)));
+    host_link_start(r->link);
+    *out = r;
+    return 0;
+}
+
+void host_relay_kick(void *data)
+{
+    host_relay_t *r = data;
+    if (r != NULL && r->link != NULL)
+        host_link_kick(r->link);
+}
+
+void host_relay_status(const host_relay_t *r, host_link_status_t *out)
+{
+    host_link_status(r->link, out);
+}
+
+static void relay_closed(host_relay_t *r)
+{
+    if (--r->closing > 0)
+        return;
+    while (r->queue != NULL) {
+        host_relay_action_t *a = r->queue;
+        r->queue = a->next;
+        free(a);
+    }
+    free(r);
+}
+
+static void on_link_closed(void *data)
+{
+    relay_closed(data);
+}
+
+static void on_defer_closed(uv_handle_t *handle)
+{
+    relay_closed(handle->data);
+}
+
+void host_relay_free(host_relay_t *r)
+{
+    if (r == NULL)
+        return;
+    if (r->host->hooks.emitted_data == r) {
+        r->host->hooks.on_emitted = NULL;
+        r->host->hooks.emitted_data = NULL;
+    }
+    cr_log(CR_LOG_INFO, "relay: link stopped (%zu events wait in the outbox)",
+           host_store_outbox_pending(host_store_outbox(r->host->store)));
+    if (r->queue != NULL) /* not acked: the relay sends them again after the next start */
+        cr_log(CR_LOG_INFO, "relay: actions received but not applied are left to the relay");
+    r->closing = 2;
+    host_link_free(r->link, on_link_closed, r);
+    r->link = NULL;
+    uv_close((uv_handle_t *)&r->defer, on_defer_closed);
+}
