@@ -50,6 +50,7 @@ struct st_cr_http_t {
     long connect_ms, total_ms, host_connections;
     uint64_t connects, next_id;
     int closing;
+    int in_curl;        /* inside curl_multi_socket_action: its callbacks (on_data, ...) may not add handles */
     int closes_pending; /* uv handles closing whose callback has not run */
     void (*on_closed)(void *data);
     void *closed_data;
@@ -377,16 +378,22 @@ static void cr_http__on_poll(uv_poll_t *handle, int status, int events)
         if (events & UV_WRITABLE)
             flags |= CURL_CSELECT_OUT;
     }
+    ++h->in_curl;
     curl_multi_socket_action(h->multi, sk->fd, flags, &running);
+    --h->in_curl;
     cr_http__check_done(h);
+    cr_http__start_waiting(h); /* what a streaming callback sent while curl ran */
 }
 
 static void cr_http__on_timeout(uv_timer_t *timer)
 {
     cr_http_t *h = timer->data;
     int running;
+    ++h->in_curl;
     curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
+    --h->in_curl;
     cr_http__check_done(h);
+    cr_http__start_waiting(h); /* what a streaming callback sent while curl ran */
 }
 
 /* CURLMOPT_TIMERFUNCTION: only (re)arms the uv timer; curl runs from the loop, never from inside itself. */
@@ -592,7 +599,9 @@ static int cr_http__prepare(cr_http_t *h, cr_http_xfer_t *x)
 int cr_http_send(cr_http_t *h, cr_http_req_t *req, cr_http_cb cb, void *data, uint64_t *out_id)
 {
     cr_http_xfer_t *x;
-    int start_now = h->ninflight < h->max_active && h->nwaiting == 0; /* else wait in line, in order */
+    /* else wait in line, in order; from inside curl (a streaming callback) always: curl refuses nested calls, and
+     * the request starts as soon as curl returns */
+    int start_now = !h->in_curl && h->ninflight < h->max_active && h->nwaiting == 0;
 
     if (h->closing) {
         cr_error_set(CR_ERR, NULL, "http: the client is closing");

@@ -11,6 +11,7 @@
 #include <string.h>
 #include <uv.h>
 #include "corral/buf.h"
+#include "corral/http.h"
 #include "corral/mp.h"
 #include "corral/ulid.h"
 #include "harness.h"
@@ -551,6 +552,72 @@ static int make_token(char *out, const char *kind)
     return cr_test_relay_admin(&relay, out, 64, "token", "create", "--team", "acme", "--kind", kind, NULL);
 }
 
+/* ---- the shared client: a request sent from inside a streaming callback ------------------------------------------ */
+
+typedef struct st_nested_t {
+    cr_http_t *h;
+    int sent, send_rc;
+    long status; /* of the request sent from inside the stream */
+    uint64_t stream_id;
+} nested_t;
+
+static void on_nested_answer(const cr_http_answer_t *a, void *data)
+{
+    ((nested_t *)data)->status = a->status;
+}
+
+static void on_stream_end(const cr_http_answer_t *a, void *data)
+{
+    (void)a, (void)data;
+}
+
+/* The downlink's first bytes: sends another request right here, inside curl (a link acking an action it was just
+ * given does this). */
+static int on_stream_data(const char *p, size_t n, void *data)
+{
+    nested_t *t = data;
+    cr_http_req_t req;
+    (void)p, (void)n;
+    if (t->sent)
+        return 0;
+    t->sent = 1;
+    memset(&req, 0, sizeof(req));
+    snprintf(req.url, sizeof(req.url), "%s/healthz", relay.url);
+    req.method = "GET";
+    t->send_rc = cr_http_send(t->h, &req, on_nested_answer, t, NULL);
+    cr_http_req_free(&req);
+    return 0;
+}
+
+static int nested_done(void *arg)
+{
+    return ((nested_t *)arg)->status != 0;
+}
+
+static void test_send_inside_stream(void)
+{
+    nested_t t = {0};
+    cr_http_req_t req;
+    char auth[128];
+    int closed = 0;
+    if (!ok(cr_http_new(&t.h, &loop) == 0))
+        return;
+    cr_http_set_host_connections(t.h, 4);
+    memset(&req, 0, sizeof(req));
+    snprintf(req.url, sizeof(req.url), "%s/v1/host/actions", relay.url);
+    req.method = "GET";
+    req.total_ms = -1;
+    req.on_data = on_stream_data;
+    snprintf(auth, sizeof(auth), "Bearer %s", host_tok);
+    ok(cr_http_req_header(&req, "Authorization", auth) == 0);
+    ok(cr_http_send(t.h, &req, on_stream_end, &t, &t.stream_id) == 0);
+    okf(run_until(nested_done, &t, 10000), "the request sent from inside the stream's callback was answered");
+    ok(t.send_rc == 0);
+    ok(t.status == 200);
+    cr_http_close(t.h, on_link_closed, &closed);
+    run_until(is_closed, &closed, 5000);
+}
+
 int main(void)
 {
     char ping_env[64];
@@ -571,6 +638,7 @@ int main(void)
     subtest("a stalled downlink is dropped and reopened", test_stall);
     subtest("a refused token is reported and stops the link", test_refused);
     subtest("a poison envelope is dropped, the rest delivered", test_poison);
+    subtest("the shared client takes a request sent from inside a streaming callback", test_send_inside_stream);
 
     int status = done_testing();
     if (status != 0)
