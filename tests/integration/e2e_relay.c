@@ -8,7 +8,6 @@
 #endif
 #include <fcntl.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +20,7 @@
 #include "harness.h"
 #include "http_client.h"
 #include "mp_text.h"
+#include "host_proc.h"
 #include "proc.h"
 #include "redis_server.h"
 #include "relay_proc.h"
@@ -35,105 +35,18 @@ static cr_test_redis_t redis;
 static cr_test_relay_t relay;
 static char team_admin[256], host_token[256], device_token[256];
 
-static char tmp[PATH_MAX], repo[2 * PATH_MAX + 16], home[2 * PATH_MAX + 16], corrald_bin[PATH_MAX], corral_bin[PATH_MAX];
-static char claude_cmd[2 * PATH_MAX + 64], env_codex[2 * PATH_MAX + 96], env_cstate[2 * PATH_MAX + 64], env_home[2 * PATH_MAX + 32], env_chome[2 * PATH_MAX + 32],
-    env_cmd[2 * PATH_MAX + 96], env_state[2 * PATH_MAX + 64], env_log[2 * PATH_MAX + 64], env_rurl[128], env_rtok[300];
-static const char *env[16];
-static int slot;
-static pid_t daemon_pid;
-static char *out, *err; /* of the last run */
+static cr_test_host_t host;
+static char claude_cmd[2 * PATH_MAX + 64], env_codex[2 * PATH_MAX + 96], env_cstate[PATH_MAX + 64], env_cmd[2 * PATH_MAX + 96],
+    env_state[PATH_MAX + 64], env_log[PATH_MAX + 64], env_rurl[128], env_rtok[300];
 static char sid1[80];
 
-/* Runs argv (NULL-terminated) with the test environment, waits, and keeps its stdout and stderr in out and err.
- * Returns its exit status (-1 when it did not exit normally). */
-static int runv(const char *const *argv)
-{
-    char op[2 * PATH_MAX + 16], ep[2 * PATH_MAX + 16];
-    int ofd, efd, status = 0;
-    pid_t pid;
-    free(out);
-    free(err);
-    snprintf(op, sizeof(op), "%s/run.out", tmp);
-    snprintf(ep, sizeof(ep), "%s/run.err", tmp);
-    ofd = open(op, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    efd = open(ep, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    pid = cr_test_spawn(argv[0], argv, env, ofd, efd);
-    close(ofd);
-    close(efd);
-    if (pid < 0)
-        return -1;
-    cr_test_reap(pid, 1, &status);
-    out = cr_test_file_read(op, 0, 1 << 20);
-    err = cr_test_file_read(ep, 0, 1 << 20);
-    if (out == NULL)
-        out = strdup("");
-    if (err == NULL)
-        err = strdup("");
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-static int corral(const char *first, ...)
-{
-    const char *argv[24];
-    int n = 0;
-    va_list ap;
-    argv[n++] = corral_bin;
-    argv[n++] = first;
-    va_start(ap, first);
-    while (n < 23 && (argv[n] = va_arg(ap, const char *)) != NULL)
-        ++n;
-    va_end(ap);
-    argv[n] = NULL;
-    return runv(argv);
-}
-
-static int git(const char *a1, const char *a2, const char *a3, const char *a4)
-{
-    char gitexe[PATH_MAX];
-    const char *argv[] = {gitexe, "-C", repo, a1, a2, a3, a4, NULL};
-    if (cr_test_find_program(gitexe, sizeof(gitexe), "git") != 0)
-        return -1;
-    return runv(argv);
-}
-
-static const char *daemon_log_tail(void)
-{
-    static char tail[4096];
-    char logp[2 * PATH_MAX + 16];
-    snprintf(logp, sizeof(logp), "%s/corrald.log", tmp);
-    return cr_test_file_tail(tail, sizeof(tail), logp);
-}
+/* The corral CLI and git (exactly four arguments, NULL for none) in the test's repository; see host_proc.h. */
+#define corral(...) cr_test_host_corral(&host, __VA_ARGS__)
+#define git(a1, a2, a3, a4) cr_test_host_git(&host, a1, a2, a3, a4, NULL)
 
 static void start_daemon(void)
 {
-    const char *argv[] = {corrald_bin, "--repo", repo, NULL};
-    char logp[2 * PATH_MAX + 16], sock[2 * PATH_MAX + 16];
-    int fd;
-    int64_t end = cr_test_now_ms() + 10000;
-    snprintf(logp, sizeof(logp), "%s/corrald.log", tmp);
-    snprintf(sock, sizeof(sock), "%s/corrald.sock", home);
-    fd = open(logp, O_WRONLY | O_CREAT | O_APPEND, 0600);
-    daemon_pid = cr_test_spawn(corrald_bin, argv, env, fd, fd);
-    close(fd);
-    cr_test_slot_set_pid(slot, daemon_pid);
-    while (cr_test_now_ms() < end && access(sock, F_OK) != 0)
-        cr_test_sleep_ms(50);
-    okf(access(sock, F_OK) == 0, "corrald listens on %s", sock);
-}
-
-static int stop_daemon(void)
-{
-    int status = 0, gone = 0;
-    kill(daemon_pid, SIGTERM);
-    for (int i = 0; i < 200 && !(gone = cr_test_reap(daemon_pid, 0, &status)); ++i)
-        cr_test_sleep_ms(50);
-    if (!gone)
-        cr_test_terminate(daemon_pid, 100), status = -1;
-    cr_test_slot_set_pid(slot, 0);
-    daemon_pid = 0;
-    if (status != 0)
-        note("corrald ended with wait status %d; its log ends:\n%s", status, daemon_log_tail());
-    return status;
+    okf(cr_test_host_start(&host) == 0, "corrald listens on %s", host.sock);
 }
 
 /* ---- the phone ------------------------------------------------------------------------------------------------------ */
@@ -179,7 +92,7 @@ static int phone_wait(cr_test_ws_t *ws, cr_buf_t *ev, const char *k, const char 
     cr_buf_free(&f);
     if (!found)
         note("the phone waited in vain for %s%s%s; corrald's log ends:\n%s", k, text != NULL ? " " : "",
-             text != NULL ? text : "", daemon_log_tail());
+             text != NULL ? text : "", cr_test_host_log_tail(&host));
     return found;
 }
 
@@ -226,7 +139,7 @@ static void test_approve_from_phone(void)
 
     ok(corral("new", "@bash echo hi\n@write hello.txt hi\n@text done writing", "--name", "auth", "--identity",
               "feature-auth-agent", NULL) == 0);
-    okf(strstr(out, "auth: started claude") != NULL, "%s%s", out, err);
+    okf(strstr(host.out, "auth: started claude") != NULL, "%s%s", host.out, host.err);
 
     /* the Bash request reaches the phone, naming the identity */
     ok(phone_wait(&ws, &ev, "approval.request", NULL, NULL, WAIT_MS));
@@ -273,13 +186,13 @@ static void test_approve_from_phone(void)
     snprintf(commit, sizeof(commit), "%s", ev_text(&ev, "b.commit"));
     ok(strlen(commit) == 40);
     ok(git("rev-parse", "main", NULL, NULL) == 0);
-    out[strcspn(out, "\n")] = '\0';
-    ok_str(out, commit);
+    host.out[strcspn(host.out, "\n")] = '\0';
+    ok_str(host.out, commit);
     ok(git("log", "--format=%an <%ae>|%s", "main", NULL) == 0);
-    okf(strncmp(out, "feature-auth-agent <feature-auth-agent@corral.invalid>|auth: @bash echo hi\n", 75) == 0, "%s", out);
-    okf(strstr(out, "|init\n") != NULL && strstr(out, "Merge") == NULL, "fast-forward, no merge commit:\n%s", out);
+    okf(strncmp(host.out, "feature-auth-agent <feature-auth-agent@corral.invalid>|auth: @bash echo hi\n", 75) == 0, "%s", host.out);
+    okf(strstr(host.out, "|init\n") != NULL && strstr(host.out, "Merge") == NULL, "fast-forward, no merge commit:\n%s", host.out);
     ok(git("show", "main:hello.txt", NULL, NULL) == 0);
-    ok_str(out, "hi");
+    ok_str(host.out, "hi");
     /* an action that does not apply now is answered on the phone, not lost */
     ok(phone_act(sid1, "approve", NULL, aid) == 202);
     ok(phone_wait(&ws, &ev, "action.applied", sid1, NULL, WAIT_MS));
@@ -288,7 +201,7 @@ static void test_approve_from_phone(void)
     okf(strstr(ev_text(&ev, "b.detail"), "nothing in auth waits for an approval") != NULL, "detail: %s",
         ev_text(&ev, "b.detail"));
     /* the cursor of the applied actions is kept for the next start */
-    snprintf(path, sizeof(path), "%s/.corral/relay.cursor", repo);
+    snprintf(path, sizeof(path), "%s/.corral/relay.cursor", host.repo);
     {
         char *cur = NULL;
         int64_t end = cr_test_now_ms() + 5000;
@@ -309,7 +222,7 @@ static int transcript_count(const char *sid, const char *needle)
 {
     char path[2 * PATH_MAX + 128], *t;
     int n = 0;
-    snprintf(path, sizeof(path), "%s/.corral/sessions/%s/transcript.jsonl", repo, sid);
+    snprintf(path, sizeof(path), "%s/.corral/sessions/%s/transcript.jsonl", host.repo, sid);
     if ((t = cr_test_file_read(path, 0, 16 << 20)) == NULL)
         return -1;
     for (char *p = t, *nl; *p != '\0'; p = nl + 1) {
@@ -400,11 +313,12 @@ static void test_relay_outage(void)
     end = cr_test_now_ms() + WAIT_MS;
     while (cr_test_now_ms() < end) {
         corral("log", "busy", NULL);
-        if (strstr(out, "approval.request") != NULL)
+        if (strstr(host.out, "approval.request") != NULL)
             break;
         cr_test_sleep_ms(100);
     }
-    okf(strstr(out, "two") != NULL && strstr(out, "approval.request") != NULL, "the agent went on without the relay:\n%s", out);
+    okf(strstr(host.out, "two") != NULL && strstr(host.out, "approval.request") != NULL,
+        "the agent went on without the relay:\n%s", host.out);
     /* back: the backlog drains, the phone can answer what waited */
     ok(cr_test_relay_restart(&relay) == 0);
     ok(phone_connect(&ws, "0") == 0);
@@ -422,16 +336,16 @@ static void test_restart_cursor(void)
 {
     char path[2 * PATH_MAX + 64], want[128], *cur, *log;
     int before = transcript_count(sid1, "\"k\":\"action.applied\"");
-    snprintf(path, sizeof(path), "%s/.corral/relay.cursor", repo);
+    snprintf(path, sizeof(path), "%s/.corral/relay.cursor", host.repo);
     cur = cr_test_file_read(path, 0, 100);
     ok(cur != NULL);
     if (cur == NULL)
         return;
     cur[strcspn(cur, "\n")] = '\0';
-    ok(stop_daemon() == 0);
+    ok(cr_test_host_stop(&host) == 0);
     start_daemon();
     snprintf(want, sizeof(want), "downlink after %s", cur);
-    snprintf(path, sizeof(path), "%s/corrald.log", tmp);
+    snprintf(path, sizeof(path), "%s/corrald.log", host.tmp);
     {
         int64_t end = cr_test_now_ms() + 10000;
         int open_seen = 0;
@@ -461,7 +375,7 @@ static void test_codex(void)
     ok(phone_connect(&ws, "0") == 0);
     ok(corral("new", "@bash echo hi\n@write codex.txt from codex\n@text codex done", "--name", "cx", "--agent", "codex",
               "--identity", "codex-agent", NULL) == 0);
-    okf(strstr(out, "cx: started codex") != NULL, "%s%s", out, err);
+    okf(strstr(host.out, "cx: started codex") != NULL, "%s%s", host.out, host.err);
     /* the replay from 0 holds the earlier sessions too: this one is the session.started named cx */
     while (phone_wait(&ws, &ev, "session.started", NULL, NULL, WAIT_MS) && strcmp(ev_text(&ev, "b.name"), "cx") != 0)
         ;
@@ -484,9 +398,9 @@ static void test_codex(void)
     ok(phone_wait(&ws, &ev, "action.applied", sid, NULL, WAIT_MS));
     okf(strcmp(ev_text(&ev, "b.ok"), "true") == 0, "detail: %s", ev_text(&ev, "b.detail"));
     ok(git("log", "-1", "--format=%an", "main") == 0);
-    ok_str(out, "codex-agent\n");
+    ok_str(host.out, "codex-agent\n");
     ok(git("show", "main:codex.txt", NULL, NULL) == 0);
-    ok_str(out, "from codex");
+    ok_str(host.out, "from codex");
     cr_test_ws_close(&ws);
     check_once(sid, "codex");
     cr_buf_free(&ev);
@@ -494,12 +408,10 @@ static void test_codex(void)
 
 int main(void)
 {
-    const char *bdir = getenv("CORRAL_BINARY_DIR");
-    char gitexe[PATH_MAX], statedir[2 * PATH_MAX + 16];
-    if (bdir == NULL) {
-        fprintf(stderr, "e2e_relay: set CORRAL_BINARY_DIR to the build directory (ctest does)\n");
+    char statedir[PATH_MAX + 16];
+    const char *extra[] = {env_cmd, env_state, env_log, env_rurl, env_rtok, env_codex, env_cstate, NULL};
+    if (cr_test_host_init(&host, "e2e-relay", extra) != 0)
         return 1;
-    }
     if (cr_test_redis_start(&redis) != 0 || cr_test_relay_start(&relay, cr_test_redis_url(&redis), NULL) != 0) {
         ok(!"redis-server and corral-relay start");
         return done_testing();
@@ -509,71 +421,31 @@ int main(void)
                            "device", "--label", "phone", NULL) == 0);
     ok(cr_test_relay_admin(&relay, host_token, sizeof(host_token), "token", "create", "--team", "acme", "--kind", "host",
                            "--label", "laptop", NULL) == 0);
-    if (cr_test_make_temp_dir(tmp, sizeof(tmp), "e2e-relay", 60) != 0 || (slot = cr_test_slot_add(tmp, 8000)) < 0)
-        return 1;
-    snprintf(corrald_bin, sizeof(corrald_bin), "%s/bin/corrald", bdir);
-    snprintf(corral_bin, sizeof(corral_bin), "%s/bin/corral", bdir);
-    snprintf(repo, sizeof(repo), "%s/repo", tmp);
-    snprintf(home, sizeof(home), "%s/home", tmp);
-    snprintf(statedir, sizeof(statedir), "%s/fake", tmp);
+    snprintf(statedir, sizeof(statedir), "%s/fake", host.tmp);
     snprintf(claude_cmd, sizeof(claude_cmd), "python3 %s/tests/fakes/fake_claude.py", cr_test_source_dir());
-    snprintf(env_home, sizeof(env_home), "HOME=%s", tmp);
-    snprintf(env_chome, sizeof(env_chome), "CORRAL_HOME=%s", home);
     snprintf(env_cmd, sizeof(env_cmd), "CORRAL_AGENT_CLAUDE_CMD=%s", claude_cmd);
     snprintf(env_state, sizeof(env_state), "FAKE_CLAUDE_STATE_DIR=%s", statedir);
-    snprintf(env_log, sizeof(env_log), "FAKE_CLAUDE_LOG=%s/fake.log", tmp);
+    snprintf(env_log, sizeof(env_log), "FAKE_CLAUDE_LOG=%s/fake.log", host.tmp);
     snprintf(env_rurl, sizeof(env_rurl), "CORRAL_RELAY_URL=%s", relay.url);
     snprintf(env_rtok, sizeof(env_rtok), "CORRAL_RELAY_TOKEN=%s", host_token);
-    env[0] = env_home;
-    env[1] = env_chome;
-    env[2] = env_cmd;
-    env[3] = env_state;
-    env[4] = env_log;
-    env[5] = "CORRAL_URL=";
-    env[6] = "CORRAL_TOKEN=";
-    env[7] = "GIT_CONFIG_NOSYSTEM=1";
-    env[8] = env_rurl;
-    env[9] = env_rtok;
     snprintf(env_codex, sizeof(env_codex), "CORRAL_AGENT_CODEX_CMD=python3 %s/tests/fakes/fake_codex.py",
              cr_test_source_dir());
     snprintf(env_cstate, sizeof(env_cstate), "FAKE_CODEX_STATE_DIR=%s", statedir);
-    env[10] = env_codex;
-    env[11] = env_cstate;
-    env[12] = NULL;
     mkdir(statedir, 0700);
-    if (cr_test_find_program(gitexe, sizeof(gitexe), "git") != 0)
-        return 1;
-    {
-        const char *init[] = {gitexe, "init", "-q", "-b", "main", repo, NULL};
-        char rp[2 * PATH_MAX + 16];
-        FILE *fp;
-        ok(runv(init) == 0);
-        ok(git("config", "user.name", "Test", NULL) == 0);
-        ok(git("config", "user.email", "test@example.org", NULL) == 0);
-        snprintf(rp, sizeof(rp), "%s/README", repo);
-        fp = fopen(rp, "w");
-        fputs("readme\n", fp);
-        fclose(fp);
-        ok(git("add", "README", NULL, NULL) == 0);
-        ok(git("commit", "-q", "-m", "init") == 0);
-    }
+    ok(cr_test_host_make_repo(&host) == 0);
     start_daemon();
     subtest("the phone approves a command, an edit and the diff; main gets the identity's commit", test_approve_from_phone);
     subtest("the relay crashes while the agent works: every event reaches the phone exactly once", test_relay_outage);
     subtest("a restarted corrald goes on after its saved cursor: no action applied twice", test_restart_cursor);
     subtest("the same flow with the fake Codex", test_codex);
-    okf(stop_daemon() == 0, "corrald exits 0 after SIGTERM");
+    okf(cr_test_host_stop(&host) == 0, "corrald exits 0 after SIGTERM");
     {
-        char logp[2 * PATH_MAX + 16], *all;
-        snprintf(logp, sizeof(logp), "%s/corrald.log", tmp);
-        all = cr_test_file_read(logp, 0, 64u << 20);
+        char *all = cr_test_file_read(host.log, 0, 64u << 20);
         ok(all != NULL && strstr(all, "relay: link connected") != NULL);
         okf(all != NULL && strstr(all, host_token) == NULL, "the host token is never logged");
         free(all);
     }
-    free(out);
-    free(err);
-    cr_test_slot_stop(slot);
+    cr_test_host_free(&host);
     cr_test_relay_stop(&relay);
     cr_test_redis_stop(&redis);
     return done_testing();

@@ -7,12 +7,12 @@
 #include "corral/codec.h"
 #include "harness.h"
 #include "http_client.h"
+#include "host_proc.h"
 #include "proc.h"
 #include "redis_server.h"
 #include "relay_proc.h"
 #include <fcntl.h>
 #include <signal.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,53 +25,11 @@
 static cr_test_redis_t redis;
 static cr_test_relay_t relay;
 static char host_token[64];
-static char tmp[PATH_MAX], repo[2 * PATH_MAX + 16], home[2 * PATH_MAX + 16], corrald_bin[PATH_MAX], corral_bin[PATH_MAX];
-static char env_home[2 * PATH_MAX + 32], env_chome[2 * PATH_MAX + 32], env_rurl[128], env_rtok[128];
-static const char *env[12];
-static int slot;
-static pid_t daemon_pid;
-static char *out, *err;
+static cr_test_host_t host;
+static char env_rurl[128], env_rtok[128];
 
-static int runv(const char *const *argv)
-{
-    char op[2 * PATH_MAX + 16], ep[2 * PATH_MAX + 16];
-    int ofd, efd, status = 0;
-    pid_t pid;
-    free(out);
-    free(err);
-    snprintf(op, sizeof(op), "%s/run.out", tmp);
-    snprintf(ep, sizeof(ep), "%s/run.err", tmp);
-    ofd = open(op, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    efd = open(ep, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    pid = cr_test_spawn(argv[0], argv, env, ofd, efd);
-    close(ofd);
-    close(efd);
-    if (pid < 0)
-        return -1;
-    cr_test_reap(pid, 1, &status);
-    out = cr_test_file_read(op, 0, 1 << 20);
-    err = cr_test_file_read(ep, 0, 1 << 20);
-    if (out == NULL)
-        out = strdup("");
-    if (err == NULL)
-        err = strdup("");
-    return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
-static int corral(const char *first, ...)
-{
-    const char *argv[16];
-    int n = 0;
-    va_list ap;
-    argv[n++] = corral_bin;
-    argv[n++] = first;
-    va_start(ap, first);
-    while (n < 15 && (argv[n] = va_arg(ap, const char *)) != NULL)
-        ++n;
-    va_end(ap);
-    argv[n] = NULL;
-    return runv(argv);
-}
+/* The corral CLI, run as host_proc.h's cr_test_host_corral. */
+#define corral(...) cr_test_host_corral(&host, __VA_ARGS__)
 
 /* The string value of "key" in the JSON text s (no escapes expected) into val; 0 or -1. */
 static int json_get(char *val, size_t len, const char *s, const char *key)
@@ -89,36 +47,12 @@ static int json_get(char *val, size_t len, const char *s, const char *key)
     return 0;
 }
 
+/* Starts corrald with CORRAL_RELAY_URL and CORRAL_RELAY_TOKEN set to the relay's (with_relay) or empty. */
 static void start_daemon(int with_relay)
 {
-    const char *argv[] = {corrald_bin, "--repo", repo, NULL};
-    char logp[2 * PATH_MAX + 16], sock[2 * PATH_MAX + 16];
-    int fd;
-    int64_t end = cr_test_now_ms() + 10000;
     snprintf(env_rurl, sizeof(env_rurl), "CORRAL_RELAY_URL=%s", with_relay ? relay.url : "");
     snprintf(env_rtok, sizeof(env_rtok), "CORRAL_RELAY_TOKEN=%s", with_relay ? host_token : "");
-    snprintf(logp, sizeof(logp), "%s/corrald.log", tmp);
-    snprintf(sock, sizeof(sock), "%s/corrald.sock", home);
-    fd = open(logp, O_WRONLY | O_CREAT | O_APPEND, 0600);
-    daemon_pid = cr_test_spawn(corrald_bin, argv, env, fd, fd);
-    close(fd);
-    cr_test_slot_set_pid(slot, daemon_pid);
-    while (cr_test_now_ms() < end && access(sock, F_OK) != 0)
-        cr_test_sleep_ms(50);
-    okf(access(sock, F_OK) == 0, "corrald listens on %s", sock);
-}
-
-static int stop_daemon(void)
-{
-    int status = 0, gone = 0;
-    kill(daemon_pid, SIGTERM);
-    for (int i = 0; i < 200 && !(gone = cr_test_reap(daemon_pid, 0, &status)); ++i)
-        cr_test_sleep_ms(50);
-    if (!gone)
-        cr_test_terminate(daemon_pid, 100), status = -1;
-    cr_test_slot_set_pid(slot, 0);
-    daemon_pid = 0;
-    return status;
+    okf(cr_test_host_start(&host) == 0, "corrald listens on %s", host.sock);
 }
 
 static int claim(const char *code, char *token_out, size_t len)
@@ -146,7 +80,7 @@ static void team_key_b64(char *b64, size_t len)
     int fd;
     ssize_t n = -1;
     b64[0] = '\0';
-    snprintf(path, sizeof(path), "%s/team.key", home);
+    snprintf(path, sizeof(path), "%s/team.key", host.home);
     okf(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600 && st.st_size == 32, "%s: 32 bytes, mode 0600", path);
     if ((fd = open(path, O_RDONLY)) >= 0) {
         n = read(fd, key, sizeof(key));
@@ -161,10 +95,10 @@ static void test_pair_and_claim(void)
     char code[64], url[1024], want[1024], k[64], k2[64], dev_token[128], code2[64], url2[1024];
     start_daemon(1);
     ok(corral("pair", "--json", NULL) == 0);
-    okf(json_get(code, sizeof(code), out, "code") == 0 && strlen(code) == 10, "a 10-character code: %s%s", out, err);
-    ok(json_get(url, sizeof(url), out, "url") == 0);
-    ok(strstr(out, "\"expires\":") != NULL);
-    okf(strstr(out, "\"qr_text\":\"") != NULL && (strstr(out, "##") != NULL || strstr(out, "\u2588") != NULL),
+    okf(json_get(code, sizeof(code), host.out, "code") == 0 && strlen(code) == 10, "a 10-character code: %s%s", host.out, host.err);
+    ok(json_get(url, sizeof(url), host.out, "url") == 0);
+    ok(strstr(host.out, "\"expires\":") != NULL);
+    okf(strstr(host.out, "\"qr_text\":\"") != NULL && (strstr(host.out, "##") != NULL || strstr(host.out, "\u2588") != NULL),
         "the answer carries the QR code");
     team_key_b64(k, sizeof(k));
     snprintf(want, sizeof(want), "%s/#pair=%s&k=%s", relay.url, code, k);
@@ -177,28 +111,28 @@ static void test_pair_and_claim(void)
 
     /* a second code, the same team key; the plain output names link and code, no QR off a terminal */
     ok(corral("pair", NULL) == 0);
-    ok(strstr(out, "Pairing code ") != NULL);
-    okf(strstr(out, "\u2588") == NULL && strstr(out, "##") == NULL, "no QR code when stdout is not a terminal");
-    ok(sscanf(strstr(out, "Pairing code ") + 13, "%63[0-9A-Z]", code2) == 1);
+    ok(strstr(host.out, "Pairing code ") != NULL);
+    okf(strstr(host.out, "\u2588") == NULL && strstr(host.out, "##") == NULL, "no QR code when stdout is not a terminal");
+    ok(sscanf(strstr(host.out, "Pairing code ") + 13, "%63[0-9A-Z]", code2) == 1);
     ok(strcmp(code2, code) != 0);
     snprintf(want, sizeof(want), "/#pair=%s&k=%s\n", code2, k);
-    okf(strstr(out, want) != NULL, "the link holds the new code and the same key:\n%s", out);
+    okf(strstr(host.out, want) != NULL, "the link holds the new code and the same key:\n%s", host.out);
     team_key_b64(k2, sizeof(k2));
     ok_str(k2, k);
-    ok(sscanf(strstr(out, "http"), "%1023s", url2) == 1);
+    ok(sscanf(strstr(host.out, "http"), "%1023s", url2) == 1);
     ok(claim(code2, NULL, 0) == 200);
-    ok(strstr(err, host_token) == NULL && strstr(out, host_token) == NULL);
-    ok(stop_daemon() == 0);
+    ok(strstr(host.err, host_token) == NULL && strstr(host.out, host_token) == NULL);
+    ok(cr_test_host_stop(&host) == 0);
 }
 
 static void test_no_relay(void)
 {
     start_daemon(0);
     ok(corral("pair", NULL) == 1);
-    okf(strstr(err, "no relay configured: run corral up --relay URL --token TOKEN") != NULL, "%s", err);
+    okf(strstr(host.err, "no relay configured: run corral up --relay URL --token TOKEN") != NULL, "%s", host.err);
     ok(corral("pair", "--json", NULL) == 1);
-    ok(strstr(out, "\"code\":\"bad_config\"") != NULL);
-    ok(stop_daemon() == 0);
+    ok(strstr(host.out, "\"code\":\"bad_config\"") != NULL);
+    ok(cr_test_host_stop(&host) == 0);
 }
 
 static void test_relay_refuses(void)
@@ -208,8 +142,8 @@ static void test_relay_refuses(void)
     snprintf(host_token, sizeof(host_token), "%s", bad);
     start_daemon(1);
     ok(corral("pair", NULL) == 1);
-    okf(strstr(err, "the relay refused") != NULL && strstr(err, "401") != NULL, "%s", err);
-    ok(stop_daemon() == 0);
+    okf(strstr(host.err, "the relay refused") != NULL && strstr(host.err, "401") != NULL, "%s", host.err);
+    ok(cr_test_host_stop(&host) == 0);
 }
 
 static void test_up(void)
@@ -218,23 +152,23 @@ static void test_up(void)
     struct stat st;
     long pid = 0;
     const char *p;
-    snprintf(ini, sizeof(ini), "%s/corrald.ini", home);
-    snprintf(sock, sizeof(sock), "%s/corrald.sock", home);
-    env[5] = NULL; /* no CORRAL_RELAY_* at all: an empty one would win over the file */
+    snprintf(ini, sizeof(ini), "%s/corrald.ini", host.home);
+    snprintf(sock, sizeof(sock), "%s/corrald.sock", host.home);
+    host.env[CR_TEST_HOST_ENV_BASE] = NULL; /* no CORRAL_RELAY_* at all: an empty one would win over the file */
     ok(corral("up", "--relay", relay.url, NULL) == 2);
-    okf(corral("up", "--relay", relay.url, "--token", host_token, "--repo", repo, NULL) == 0, "%s%s", out, err);
-    ok(strstr(out, host_token) == NULL && strstr(err, host_token) == NULL);
+    okf(corral("up", "--relay", relay.url, "--token", host_token, "--repo", host.repo, NULL) == 0, "%s%s", host.out, host.err);
+    ok(strstr(host.out, host_token) == NULL && strstr(host.err, host_token) == NULL);
     ok(stat(ini, &st) == 0 && (st.st_mode & 0777) == 0600);
     text = cr_test_file_read(ini, 0, 1 << 16);
     okf(text != NULL && strstr(text, "[relay]\n") != NULL && strstr(text, host_token) != NULL, "%s", text);
     free(text);
-    ok((p = strstr(out, "(pid ")) != NULL && sscanf(p, "(pid %ld)", &pid) == 1 && pid > 0);
+    ok((p = strstr(host.out, "(pid ")) != NULL && sscanf(p, "(pid %ld)", &pid) == 1 && pid > 0);
     ok(corral("ls", NULL) == 0);
-    okf(corral("pair", "--json", NULL) == 0, "%s%s", out, err);
-    ok(json_get(code, sizeof(code), out, "code") == 0);
+    okf(corral("pair", "--json", NULL) == 0, "%s%s", host.out, host.err);
+    ok(json_get(code, sizeof(code), host.out, "code") == 0);
     ok(claim(code, NULL, 0) == 200);
     ok(corral("up", NULL) == 0);
-    ok(strstr(out, "already running") != NULL);
+    ok(strstr(host.out, "already running") != NULL);
     if (pid > 0) {
         kill((pid_t)pid, SIGTERM);
         for (int i = 0; i < 200 && kill((pid_t)pid, 0) == 0; ++i)
@@ -244,18 +178,16 @@ static void test_up(void)
             kill((pid_t)pid, SIGKILL);
     }
     ok(access(sock, F_OK) != 0);
-    env[5] = env_rurl;
+    host.env[CR_TEST_HOST_ENV_BASE] = env_rurl;
 }
 
 int main(void)
 {
-    const char *bdir = getenv("CORRAL_BINARY_DIR");
+    const char *extra[] = {env_rurl, env_rtok, "LANG=C", "LC_ALL=", NULL};
     char gitexe[PATH_MAX];
     int status;
-    if (bdir == NULL) {
-        fprintf(stderr, "host_pair: set CORRAL_BINARY_DIR to the build directory (ctest does)\n");
+    if (cr_test_host_init(&host, "host-pair", extra) != 0)
         return 1;
-    }
     if (cr_test_redis_start(&redis) != 0 || cr_test_relay_start(&relay, cr_test_redis_url(&redis), NULL) != 0) {
         ok(0);
         return done_testing();
@@ -263,43 +195,23 @@ int main(void)
     ok(cr_test_relay_admin(&relay, NULL, 0, "team", "create", "acme", NULL) == 0);
     ok(cr_test_relay_admin(&relay, host_token, sizeof(host_token), "token", "create", "--team", "acme", "--kind", "host",
                            NULL) == 0);
-    if (cr_test_make_temp_dir(tmp, sizeof(tmp), "host-pair", 60) != 0 || (slot = cr_test_slot_add(tmp, 8000)) < 0)
-        return 1;
-    snprintf(corrald_bin, sizeof(corrald_bin), "%s/bin/corrald", bdir);
-    snprintf(corral_bin, sizeof(corral_bin), "%s/bin/corral", bdir);
-    snprintf(repo, sizeof(repo), "%s/repo", tmp);
-    snprintf(home, sizeof(home), "%s/home", tmp);
-    snprintf(env_home, sizeof(env_home), "HOME=%s", tmp);
-    snprintf(env_chome, sizeof(env_chome), "CORRAL_HOME=%s", home);
-    env[0] = env_home;
-    env[1] = env_chome;
-    env[2] = "CORRAL_URL=";
-    env[3] = "CORRAL_TOKEN=";
-    env[4] = "GIT_CONFIG_NOSYSTEM=1";
-    env[5] = env_rurl;
-    env[6] = env_rtok;
-    env[7] = "LANG=C";
-    env[8] = "LC_ALL=";
-    env[9] = NULL;
     if (cr_test_find_program(gitexe, sizeof(gitexe), "git") != 0)
         return 1;
     {
-        const char *init[] = {gitexe, "init", "-q", "-b", "main", repo, NULL};
-        const char *cfg1[] = {gitexe, "-C", repo, "-c", "user.name=T", "-c", "user.email=t@example.org", "commit", "-q",
+        const char *init[] = {gitexe, "init", "-q", "-b", "main", host.repo, NULL};
+        const char *cfg1[] = {gitexe, "-C", host.repo, "-c", "user.name=T", "-c", "user.email=t@example.org", "commit", "-q",
                               "--allow-empty", "-m", "init", NULL};
-        ok(runv(init) == 0);
-        ok(runv(cfg1) == 0);
+        ok(cr_test_host_run(&host, init) == 0);
+        ok(cr_test_host_run(&host, cfg1) == 0);
     }
     subtest("corral pair: a code and the team key in a link, claimed once", test_pair_and_claim);
     subtest("corral pair without a relay: a clear error", test_no_relay);
     subtest("corral up keeps the relay settings and starts corrald in the background", test_up);
     subtest("the relay refuses the token: its message", test_relay_refuses);
-    free(out);
-    free(err);
     status = done_testing();
     if (status != 0)
         note("relay log:\n%s", cr_test_relay_log_tail(&relay));
-    cr_test_slot_stop(slot);
+    cr_test_host_free(&host);
     cr_test_relay_stop(&relay);
     cr_test_redis_stop(&redis);
     return status;
