@@ -4,6 +4,8 @@
 #ifndef HOST_RELAY_H
 #define HOST_RELAY_H
 
+#define HOST_RELAY_GATHER_MS 10 /* how long new events wait for more before a batch goes to the relay */
+
 #include "host.h"
 #include "link.h"
 

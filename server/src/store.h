@@ -218,6 +218,14 @@ void host_store_outbox_rewind(host_store_outbox_t *ob);
  * writes outbox/acked atomically. Returns 0, CR_EBADNAME or CR_EIO. */
 int host_store_outbox_ack(host_store_outbox_t *ob, const char *sid, uint64_t seq);
 
+/* The same, writing outbox/acked only when save is set; otherwise host_store_outbox_save_acked writes it later. An
+ * ack lost in a crash before that only makes the events go again, which the relay acknowledges without storing
+ * them twice. Returns 0, CR_EBADNAME or CR_EIO. */
+int host_store_outbox_ack_lazy(host_store_outbox_t *ob, const char *sid, uint64_t seq, int save);
+
+/* Writes outbox/acked if an ack changed it since it was last written. Returns 0 or CR_EIO. */
+int host_store_outbox_save_acked(host_store_outbox_t *ob);
+
 /* Deletes the segments all of whose durable records are acknowledged, the one being appended to included (the next
  * append then goes on in the last remaining segment or a new one). Returns the number deleted, or CR_EIO. */
 int host_store_outbox_compact(host_store_outbox_t *ob);
