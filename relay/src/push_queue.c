@@ -520,8 +520,7 @@ static void send_done(send_t *s, const relay_push_outcome_t *o)
         snprintf(since, sizeof(since), "%" PRId64, o->dead_since_ms);
         snprintf(created, sizeof(created), "%" PRIu64, s->dev.created_ms);
         for (int i = 0; i < 8; ++i)
-            lens[i] = strlen(argv[i]);
-        lens[3] = s->reclen;
+            lens[i] = i == 3 ? s->reclen : strlen(argv[i]); /* the record is msgpack: no NUL to stop at */
         relay_rdb_script(rdb, &dead_script, NULL, NULL, 2, 8, argv, lens);
         ++p->dead_deleted;
         break;
