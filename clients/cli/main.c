@@ -2,6 +2,7 @@
  * list, follow, review and steer sessions, and lets an agent ask its human a question (`corral ask`). */
 #define _GNU_SOURCE
 #include "corral/buf.h"
+#include "corral/fs.h"
 #include "corral/error.h"
 #include "corral/json.h"
 #include "corral/mp.h"
@@ -678,25 +679,6 @@ static int socket_alive(const char *path)
     return alive;
 }
 
-/* Makes dir and its parents with mode 0700. Returns 0 or -1 (errno). */
-static int make_dirs(const char *dir)
-{
-    char tmp[PATH_MAX];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof(tmp))
-        return errno = ENAMETOOLONG, -1;
-    memcpy(tmp, dir, n + 1);
-    for (char *p = tmp + 1; *p != '\0'; ++p) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    return mkdir(tmp, 0700) != 0 && errno != EEXIST ? -1 : 0;
-}
-
 /* Appends `key = "value"` with the INI file's escapes. */
 static void ini_kv(cr_buf_t *b, const char *key, const char *value)
 {
@@ -805,7 +787,7 @@ static int cmd_up(const args_t *a)
         *slash = '\0';
     snprintf(ini, sizeof(ini), "%s/corrald.ini", home);
     snprintf(logp, sizeof(logp), "%s/corrald.log", home);
-    if (make_dirs(home) != 0) {
+    if (cr_mkdir_p(home, 0700) != 0) {
         fprintf(stderr, "corral: cannot make the directory %s: %s\n", home, strerror(errno));
         return EXIT_ERROR;
     }

@@ -1,5 +1,6 @@
 /* embedded.c — runs redis-server as the relay's child when no redis.url is configured. */
 #include "embedded.h"
+#include "corral/fs.h"
 #include "corral/error.h"
 #include "corral/log.h"
 #include <errno.h>
@@ -13,21 +14,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-static int mkdir_p(const char *path)
-{
-    char buf[PATH_MAX];
-    snprintf(buf, sizeof(buf), "%s", path);
-    for (char *p = buf + 1; *p != '\0'; ++p) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(buf, 0700) != 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    return mkdir(buf, 0700) != 0 && errno != EEXIST ? -1 : 0;
-}
 
 static int ping(const char *sock)
 {
@@ -54,7 +40,7 @@ int relay_embedded_start(relay_embedded_t *e, const char *program, const char *d
     int status;
     memset(e, 0, sizeof(*e));
     if (realpath(data_dir, dir) == NULL) {
-        if (mkdir_p(data_dir) != 0 || realpath(data_dir, dir) == NULL)
+        if (cr_mkdir_p(data_dir, 0700) != 0 || realpath(data_dir, dir) == NULL)
             return cr_error_set(CR_EIO, "data_dir", "cannot create data_dir %s: %s", data_dir, strerror(errno));
     }
     chmod(dir, 0700);

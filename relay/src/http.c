@@ -1,6 +1,7 @@
 /* http.c — the relay's HTTP side: h2o on the libuv loop (HTTP/1.1, h2c, TLS with ALPN h2), routing, authentication,
  * body decoding, responses in JSON or msgpack, and graceful shutdown. */
 #include "relay.h"
+#include "corral/query.h"
 #include "push_queue.h"
 #include "auth.h"
 #include "corral/error.h"
@@ -190,22 +191,11 @@ void relay_respond_unavailable(relay_req_t *rr)
 const char *relay_query(relay_req_t *rr, const char *name)
 {
     h2o_req_t *req = rr->req;
-    size_t nlen = strlen(name);
-    const char *p, *end;
-    if (req == NULL || req->query_at == SIZE_MAX)
+    cr_span_t v;
+    if (req == NULL || req->query_at == SIZE_MAX ||
+        cr_query_param(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1, name, &v) == 0)
         return NULL;
-    p = req->path.base + req->query_at + 1;
-    end = req->path.base + req->path.len;
-    while (p < end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p)), *stop = amp != NULL ? amp : end;
-        const char *eq = memchr(p, '=', (size_t)(stop - p));
-        if (eq != NULL && (size_t)(eq - p) == nlen && memcmp(p, name, nlen) == 0)
-            return h2o_strdup(&req->pool, eq + 1, (size_t)(stop - eq - 1)).base;
-        if (eq == NULL && (size_t)(stop - p) == nlen && memcmp(p, name, nlen) == 0)
-            return "";
-        p = stop + 1;
-    }
-    return NULL;
+    return h2o_strdup(&req->pool, v.base, v.len).base;
 }
 
 static int header_has(h2o_req_t *req, const h2o_token_t *token, const char *needle)

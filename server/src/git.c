@@ -3,6 +3,7 @@
 #define _GNU_SOURCE
 #endif
 #include "git.h"
+#include "corral/fs.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <ftw.h>
@@ -69,27 +70,6 @@ static int rm_rf(const char *path)
         return errno == ENOENT ? 0 : cr_error_set(CR_EIO, NULL, "cannot remove %s: %s", path, strerror(errno));
     if (nftw(path, rm_one, 32, FTW_DEPTH | FTW_PHYS) != 0)
         return cr_error_set(CR_EIO, NULL, "cannot remove %s: %s", path, strerror(errno));
-    return 0;
-}
-
-/* mkdir -p. Returns 0 or CR_EIO. */
-static int mkdir_p(const char *path)
-{
-    char tmp[PATH_MAX];
-    size_t n = strlen(path);
-    if (n == 0 || n >= sizeof(tmp))
-        return cr_error_set(CR_EIO, NULL, "cannot make directory %s: path too long", path);
-    memcpy(tmp, path, n + 1);
-    for (char *p = tmp + 1;; ++p) {
-        if (*p == '/' || *p == '\0') {
-            char c = *p;
-            *p = '\0';
-            if (mkdir(tmp, 0755) != 0 && errno != EEXIST)
-                return cr_error_set(CR_EIO, NULL, "cannot make directory %s: %s", tmp, strerror(errno));
-            if ((*p = c) == '\0')
-                break;
-        }
-    }
     return 0;
 }
 
@@ -323,7 +303,7 @@ static int populate__parents(char *path)
     if (slash == NULL || slash == path)
         return 0;
     *slash = '\0';
-    rc = mkdir_p(path);
+    rc = cr_mkdir_p(path, 0755);
     *slash = '/';
     return rc;
 }
@@ -341,7 +321,7 @@ static int populate__one(populate_t *p, git_odb *odb, populate_job_t *j, char *p
     }
     strcpy(path + wlen, j->path);
     if (j->mode == GIT_FILEMODE_COMMIT) { /* a submodule: an empty directory, as git leaves it */
-        if (mkdir_p(path) < 0)
+        if (cr_mkdir_p(path, 0755) < 0)
             goto fail_errno;
         return 0;
     }
@@ -647,7 +627,7 @@ int host_git_session_create(host_git_session_t *out, host_git_repo_t *repo, cons
     }
     if ((slash = strrchr(path, '/')) != NULL && slash != path) {
         *slash = '\0';
-        rc = mkdir_p(path);
+        rc = cr_mkdir_p(path, 0755);
         *slash = '/';
         if (rc < 0)
             goto done;

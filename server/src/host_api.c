@@ -2,6 +2,7 @@
  * scoping, JSON bodies, and long polls for `corral log -f` and `corral ask`. */
 #define _GNU_SOURCE
 #include "host_api.h"
+#include "corral/query.h"
 #include "pair.h"
 #include "qr.h"
 #include "corral/error.h"
@@ -164,22 +165,11 @@ static void send_cr_error(h2o_req_t *req)
 /* The value of query parameter name (in the request's pool), "" when it has no value, NULL when absent. */
 static const char *query(h2o_req_t *req, const char *name)
 {
-    size_t nlen = strlen(name);
-    const char *p, *end;
-    if (req->query_at == SIZE_MAX)
+    cr_span_t v;
+    if (req->query_at == SIZE_MAX ||
+        cr_query_param(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1, name, &v) == 0)
         return NULL;
-    p = req->path.base + req->query_at + 1;
-    end = req->path.base + req->path.len;
-    while (p < end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p)), *stop = amp != NULL ? amp : end;
-        const char *eq = memchr(p, '=', (size_t)(stop - p));
-        if (eq != NULL && (size_t)(eq - p) == nlen && memcmp(p, name, nlen) == 0)
-            return h2o_strdup(&req->pool, eq + 1, (size_t)(stop - eq - 1)).base;
-        if (eq == NULL && (size_t)(stop - p) == nlen && memcmp(p, name, nlen) == 0)
-            return "";
-        p = stop + 1;
-    }
-    return NULL;
+    return h2o_strdup(&req->pool, v.base, v.len).base;
 }
 
 static uint64_t query_uint(h2o_req_t *req, const char *name, uint64_t dflt, uint64_t max)

@@ -1,6 +1,7 @@
 /* server/src/main.c — corrald's entry point: flags, config, the repository's host core, its local API on a unix socket,
  * and a graceful stop on SIGTERM/SIGINT (agents are ended cleanly so their sessions can be resumed). */
 #include "config.h"
+#include "corral/fs.h"
 #include "corral/error.h"
 #include "corral/log.h"
 #include "host.h"
@@ -75,22 +76,7 @@ static void on_signal(uv_signal_t *sig, int signum)
 /* Makes dir (and its parents) with mode 0700 and sets dir itself to 0700. Returns 0 or -1 (errno). */
 static int make_home(const char *dir)
 {
-    char tmp[PATH_MAX];
-    size_t n = strlen(dir);
-    if (n == 0 || n >= sizeof(tmp))
-        return errno = ENAMETOOLONG, -1;
-    memcpy(tmp, dir, n + 1);
-    for (char *p = tmp + 1; *p != '\0'; ++p) {
-        if (*p != '/')
-            continue;
-        *p = '\0';
-        if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-            return -1;
-        *p = '/';
-    }
-    if (mkdir(tmp, 0700) != 0 && errno != EEXIST)
-        return -1;
-    return chmod(tmp, 0700);
+    return cr_mkdir_p(dir, 0700) != 0 ? -1 : chmod(dir, 0700);
 }
 
 static void drain(uv_loop_t *loop)

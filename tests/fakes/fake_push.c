@@ -6,6 +6,7 @@
 #define _GNU_SOURCE
 #endif
 #include "fake.h"
+#include "corral/query.h"
 #include "fake_crypto.h"
 #include "corral/codec.h"
 #include "corral/error.h"
@@ -402,22 +403,13 @@ static void respond_buf(fk_req_t *r, int status, const cr_buf_t *b)
 static const char *query(fk_req_t *r, const char *name, size_t *len)
 {
     h2o_req_t *req = r->req;
-    size_t nlen = strlen(name);
-    const char *p, *end;
-    if (req->query_at == SIZE_MAX)
+    cr_span_t v;
+    /* only "name=value": a bare name counts as absent here */
+    if (req->query_at == SIZE_MAX ||
+        cr_query_param(req->path.base + req->query_at + 1, req->path.len - req->query_at - 1, name, &v) != 1)
         return NULL;
-    p = req->path.base + req->query_at + 1;
-    end = req->path.base + req->path.len;
-    while (p < end) {
-        const char *amp = memchr(p, '&', (size_t)(end - p)), *stop = amp != NULL ? amp : end;
-        const char *eq = memchr(p, '=', (size_t)(stop - p));
-        if (eq != NULL && (size_t)(eq - p) == nlen && memcmp(p, name, nlen) == 0) {
-            *len = (size_t)(stop - eq - 1);
-            return eq + 1;
-        }
-        p = stop + 1;
-    }
-    return NULL;
+    *len = v.len;
+    return v.base;
 }
 
 static long long query_num(fk_req_t *r, const char *name, long long def)
