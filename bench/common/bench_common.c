@@ -1,5 +1,6 @@
 /* bench_common.c — see bench_common.h. */
 #include "bench_common.h"
+#include <limits.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -28,21 +29,58 @@ double bench_cpu_s(pid_t pid)
     return (double)(ut + st) / (double)sysconf(_SC_CLK_TCK);
 }
 
-long bench_rss_kib(pid_t pid)
+/* The kB figure of one line ("VmRSS:") of /proc/<pid>/status; -1 when it cannot be read. */
+static long status_kib(pid_t pid, const char *field)
 {
     char path[64], line[256];
+    size_t n = strlen(field);
     long kib = -1;
     FILE *f;
     snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
     if ((f = fopen(path, "r")) == NULL)
         return -1;
     while (fgets(line, sizeof(line), f) != NULL)
-        if (strncmp(line, "VmRSS:", 6) == 0) {
-            kib = strtol(line + 6, NULL, 10);
+        if (strncmp(line, field, n) == 0) {
+            kib = strtol(line + n, NULL, 10);
             break;
         }
     fclose(f);
     return kib;
+}
+
+long bench_rss_kib(pid_t pid)
+{
+    return status_kib(pid, "VmRSS:");
+}
+
+long bench_rss_peak_kib(pid_t pid)
+{
+    return status_kib(pid, "VmHWM:");
+}
+
+void bench_print_build(const char *exe)
+{
+    char cache[PATH_MAX + 32], line[512], type[64] = "?", san[16] = "?";
+    FILE *f;
+    snprintf(cache, sizeof(cache), "%s", exe);
+    for (int i = 0; i < 2; ++i) {
+        char *slash = strrchr(cache, '/');
+        if (slash != NULL)
+            *slash = '\0';
+    }
+    strncat(cache, "/CMakeCache.txt", sizeof(cache) - strlen(cache) - 1);
+    if ((f = fopen(cache, "r")) != NULL) {
+        while (fgets(line, sizeof(line), f) != NULL) {
+            if (strncmp(line, "CMAKE_BUILD_TYPE:STRING=", 24) == 0)
+                snprintf(type, sizeof(type), "%.*s", (int)strcspn(line + 24, "\r\n"), line + 24);
+            else if (strncmp(line, "CORRAL_SANITIZE:BOOL=", 21) == 0)
+                snprintf(san, sizeof(san), "%.*s", (int)strcspn(line + 21, "\r\n"), line + 21);
+        }
+        fclose(f);
+    }
+    printf("  binary %s (build type %s, sanitizers %s)\n", exe, type, san);
+    if (strcmp(san, "ON") == 0)
+        printf("  WARNING: a sanitizer build; the figures mean little\n");
 }
 
 typedef struct st_row_t {

@@ -15,6 +15,13 @@ double bench_cpu_s(pid_t pid);
 /* VmRSS of pid in KiB, from /proc/<pid>/status; -1 when it cannot be read. */
 long bench_rss_kib(pid_t pid);
 
+/* VmHWM (the peak RSS) of pid in KiB, from /proc/<pid>/status; -1 when it cannot be read. */
+long bench_rss_peak_kib(pid_t pid);
+
+/* Prints the binary measured and, when it sits in a CMake build tree (<build>/bin/NAME), the build's type and whether
+ * sanitizers are on (with a warning then: the figures mean little). */
+void bench_print_build(const char *exe);
+
 /* Adds a row to the final table: figure, value (printf-formatted), target (NULL when the figure has none) and
  * whether the target was met. Rows past the table's capacity are dropped. */
 void bench_row(const char *figure, const char *target, int met, const char *fmt, ...) __attribute__((format(printf, 4, 5)));

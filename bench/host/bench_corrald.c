@@ -140,24 +140,6 @@ static long long du(const char *dir)
     return du_bytes;
 }
 
-/* VmHWM (peak RSS) of pid in KiB; -1 when it cannot be read. */
-static long rss_peak_kib(pid_t pid)
-{
-    char path[64], line[256];
-    long kib = -1;
-    FILE *f;
-    snprintf(path, sizeof(path), "/proc/%d/status", (int)pid);
-    if ((f = fopen(path, "r")) == NULL)
-        return -1;
-    while (fgets(line, sizeof(line), f) != NULL)
-        if (strncmp(line, "VmHWM:", 6) == 0) {
-            kib = strtol(line + 6, NULL, 10);
-            break;
-        }
-    fclose(f);
-    return kib;
-}
-
 static void sleep_until_ns(uint64_t t)
 {
     uint64_t now = bench_now_ns();
@@ -419,7 +401,7 @@ int main(int argc, char **argv)
     t1 = bench_now_ns();
     ev1 = count_events(&all1);
     rss_end = bench_rss_kib(daemon);
-    hwm = rss_peak_kib(daemon);
+    hwm = bench_rss_peak_kib(daemon);
     if (with_relay) {
         rcpu1 = bench_cpu_s(relay.pid);
         qcpu1 = bench_cpu_s(redis.pid);

@@ -270,32 +270,6 @@ static void poster_run(poster_t *p, int rate, double secs)
 
 /* ---- the relay and its devices ---------------------------------------------------------------------------------- */
 
-/* Prints the relay binary and, when it sits in a CMake build tree (<build>/bin/corral-relay), the build's type. */
-static void print_relay_build(const char *exe)
-{
-    char cache[PATH_MAX + 32], line[512], type[64] = "?", san[16] = "?";
-    FILE *f;
-    snprintf(cache, sizeof(cache), "%s", exe);
-    for (int i = 0; i < 2; ++i) {
-        char *slash = strrchr(cache, '/');
-        if (slash != NULL)
-            *slash = '\0';
-    }
-    strncat(cache, "/CMakeCache.txt", sizeof(cache) - strlen(cache) - 1);
-    if ((f = fopen(cache, "r")) != NULL) {
-        while (fgets(line, sizeof(line), f) != NULL) {
-            if (strncmp(line, "CMAKE_BUILD_TYPE:STRING=", 24) == 0)
-                snprintf(type, sizeof(type), "%.*s", (int)strcspn(line + 24, "\r\n"), line + 24);
-            else if (strncmp(line, "CORRAL_SANITIZE:BOOL=", 21) == 0)
-                snprintf(san, sizeof(san), "%.*s", (int)strcspn(line + 21, "\r\n"), line + 21);
-        }
-        fclose(f);
-    }
-    printf("  relay %s (build type %s, sanitizers %s), pid %d on port %d\n", exe, type, san, (int)relay.pid, relay.port);
-    if (strcmp(san, "ON") == 0)
-        printf("  WARNING: a sanitizer build; the figures mean little\n");
-}
-
 /* Starts the relay on the benchmark's Redis with every provider pointed at the fake. Returns 0 or -1. */
 static int relay_start(void)
 {
@@ -320,7 +294,8 @@ static int relay_start(void)
     envp[k] = NULL;
     if (cr_test_relay_start(&relay, cr_test_redis_url(&redis), envp) != 0)
         return -1;
-    print_relay_build(relay.exe);
+    bench_print_build(relay.exe);
+    printf("  relay pid %d on port %d\n", (int)relay.pid, relay.port);
     return 0;
 }
 

@@ -313,8 +313,6 @@ CURLM *multi_new(void)
 
 static pid_t perf_pid;
 
-static void print_relay_build(const char *exe);
-
 int bench_relay_start(void)
 {
     static const char *const env[] = {"CORRAL_RATELIMIT_PER_SECOND=0", "CORRAL_LOG_LEVEL=warn", NULL};
@@ -322,7 +320,7 @@ int bench_relay_start(void)
     if (cr_test_relay_start(&relay, cr_test_redis_url(&redis), env) != 0)
         return -1;
     if (!printed++)
-        print_relay_build(relay.exe);
+        bench_print_build(relay.exe);
     printf("  relay pid %d on port %d\n", (int)relay.pid, relay.port);
     fflush(stdout);
     return 0;
@@ -519,32 +517,6 @@ static void print_machine(void)
     printf("bench_relay: %ld cores, shared by the relay (one process, one event loop), redis-server and this benchmark\n"
            "             (load average before starting: %.2f %.2f %.2f)\n",
            sysconf(_SC_NPROCESSORS_ONLN), load[0], load[1], load[2]);
-}
-
-/* Prints the relay binary and, when it sits in a CMake build tree (<build>/bin/corral-relay), the build's type. */
-static void print_relay_build(const char *exe)
-{
-    char cache[PATH_MAX + 32], line[512], type[64] = "?", san[16] = "?";
-    FILE *f;
-    snprintf(cache, sizeof(cache), "%s", exe);
-    for (int i = 0; i < 2; ++i) {
-        char *slash = strrchr(cache, '/');
-        if (slash != NULL)
-            *slash = '\0';
-    }
-    strncat(cache, "/CMakeCache.txt", sizeof(cache) - strlen(cache) - 1);
-    if ((f = fopen(cache, "r")) != NULL) {
-        while (fgets(line, sizeof(line), f) != NULL) {
-            if (strncmp(line, "CMAKE_BUILD_TYPE:STRING=", 24) == 0)
-                snprintf(type, sizeof(type), "%.*s", (int)strcspn(line + 24, "\r\n"), line + 24);
-            else if (strncmp(line, "CORRAL_SANITIZE:BOOL=", 21) == 0)
-                snprintf(san, sizeof(san), "%.*s", (int)strcspn(line + 21, "\r\n"), line + 21);
-        }
-        fclose(f);
-    }
-    printf("  relay binary %s (build type %s, sanitizers %s)\n", exe, type, san);
-    if (strcmp(san, "ON") == 0)
-        printf("  WARNING: a sanitizer build; the figures mean little\n");
 }
 
 int main(int argc, char **argv)
