@@ -14,19 +14,7 @@
 --   -> {'ok', stored cursor}       moved forward (or kept: a cursor never goes back); confirmed actions trimmed
 --   -> {'ahead', last id}          the cursor is past the last action ever queued for the host
 
--- Compares two canonical stream ids (decimal without leading zeros): -1, 0 or 1.
-local function cmp(a, b)
-  local am, as = string.match(a, '^(%d+)-(%d+)$')
-  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
-  local function num(x, y)
-    if #x ~= #y then return #x < #y and -1 or 1 end
-    if x ~= y then return x < y and -1 or 1 end
-    return 0
-  end
-  local c = num(am, bm)
-  if c ~= 0 then return c end
-  return num(as, bs)
-end
+-- @include streamid (cmp: compares two canonical stream ids)
 
 if ARGV[1] == 'submit' then
   local seen = redis.call('GET', KEYS[1])

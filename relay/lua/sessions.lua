@@ -14,19 +14,7 @@
 -- batch), whatever the size of the team's stream. Index entries older than the team stream's first entry (trimmed
 -- events) are skipped by starting there.
 
--- Compares two canonical stream ids (decimal without leading zeros): -1, 0 or 1.
-local function cmp(a, b)
-  local am, as = string.match(a, '^(%d+)-(%d+)$')
-  local bm, bs = string.match(b, '^(%d+)-(%d+)$')
-  local function num(x, y)
-    if #x ~= #y then return #x < #y and -1 or 1 end
-    if x ~= y then return x < y and -1 or 1 end
-    return 0
-  end
-  local c = num(am, bm)
-  if c ~= 0 then return c end
-  return num(as, bs)
-end
+-- @include streamid (cmp: compares two canonical stream ids)
 
 if ARGV[1] == 'list' then
   local sids = redis.call('ZREVRANGE', KEYS[1], 0, tonumber(ARGV[3]) - 1)
