@@ -691,16 +691,17 @@ static void ini_kv(cr_buf_t *b, const char *key, const char *value)
     cr_buf_append(b, "\"\n", 2);
 }
 
-/* Rewrites ini (mode 0600, atomically) with relay.url and relay.token set, keeping every other line. Returns 0 or
- * -1 after printing why. The token is never printed. */
-static int write_ini(const char *ini, const char *url, const char *tok)
+/* Rewrites home/corrald.ini (mode 0600, atomically) with relay.url and relay.token set, keeping every other line.
+ * Returns 0 or -1 after printing why. The token is never printed. */
+static int write_ini(const char *home, const char *url, const char *tok)
 {
-    char tmp[PATH_MAX + 8], *line = NULL;
+    char ini[PATH_MAX + 16], *line = NULL;
     size_t cap = 0;
     ssize_t n;
     cr_buf_t b;
     FILE *fp;
-    int in_relay = 0, done = 0, fd, rc = -1;
+    int in_relay = 0, done = 0, rc = -1;
+    snprintf(ini, sizeof(ini), "%s/corrald.ini", home);
     cr_buf_init(&b, 1u << 20);
     if ((fp = fopen(ini, "r")) != NULL) {
         while ((n = getline(&line, &cap, fp)) > 0) {
@@ -734,15 +735,8 @@ static int write_ini(const char *ini, const char *url, const char *tok)
         ini_kv(&b, "url", url);
         ini_kv(&b, "token", tok);
     }
-    snprintf(tmp, sizeof(tmp), "%s.new", ini);
-    unlink(tmp);
-    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600)) < 0) {
-        fprintf(stderr, "corral: cannot write %s: %s\n", tmp, strerror(errno));
-        goto done;
-    }
-    if (write(fd, b.base, b.len) != (ssize_t)b.len || fsync(fd) != 0 || close(fd) != 0 || rename(tmp, ini) != 0) {
-        fprintf(stderr, "corral: cannot write %s: %s\n", ini, strerror(errno));
-        unlink(tmp);
+    if (cr_write_atomic(home, "corrald.ini", b.base != NULL ? b.base : "", b.len, 0600, 1) != 0) {
+        fprintf(stderr, "corral: cannot write %s: %s\n", ini, cr_error_last()->message);
         goto done;
     }
     rc = 0;
@@ -802,7 +796,7 @@ static int cmd_up(const args_t *a)
             fprintf(stderr, "corral: --relay needs an http:// or https:// URL\n");
             return EXIT_USAGE;
         }
-        if (write_ini(ini, a->relay, a->relay_token) != 0)
+        if (write_ini(home, a->relay, a->relay_token) != 0)
             return EXIT_ERROR;
         printf("relay %s and its host token kept in %s (mode 0600)\n", a->relay, ini);
     }

@@ -1,6 +1,7 @@
 /* host_relay.c — corrald's glue between its core and the relay link: outbox -> uplink, downlink actions -> sessions,
  * the downlink cursor persisted in <repo>/.corral/relay.cursor. */
 #include "host_relay.h"
+#include "corral/fs.h"
 #include "corral/envelope.h"
 #include "corral/error.h"
 #include "corral/log.h"
@@ -70,24 +71,13 @@ static void cursor_load(host_relay_t *r, char *out, size_t outlen)
     }
 }
 
-/* Replaces the cursor file atomically: a temp file, fsync, rename. */
+/* Replaces the cursor file atomically. */
 static void cursor_save(host_relay_t *r, const char *cursor)
 {
-    char tmp[PATH_MAX + 8], line[HOST_LINK_CURSOR_MAX + 1];
-    int fd, n = snprintf(line, sizeof(line), "%s\n", cursor), bad;
-    if (snprintf(tmp, sizeof(tmp), "%s.tmp", r->cursor_path) >= (int)sizeof(tmp))
-        return;
-    if ((fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600)) < 0) {
-        cr_log(CR_LOG_WARN, "relay: cannot write %s: %s", tmp, strerror(errno));
-        return;
-    }
-    bad = write(fd, line, (size_t)n) != n || fsync(fd) != 0;
-    if (close(fd) != 0)
-        bad = 1;
-    if (bad || rename(tmp, r->cursor_path) != 0) {
-        cr_log(CR_LOG_WARN, "relay: cannot save the downlink cursor in %s: %s", r->cursor_path, strerror(errno));
-        unlink(tmp);
-    }
+    char line[HOST_LINK_CURSOR_MAX + 1];
+    int n = snprintf(line, sizeof(line), "%s\n", cursor);
+    if (cr_write_atomic(host_store_dir(r->host->store), HOST_RELAY_CURSOR_FILE, line, (size_t)n, 0600, 1) != 0)
+        cr_log(CR_LOG_WARN, "relay: cannot save the downlink cursor: %s", cr_error_last()->message);
 }
 
 /* ---- the link's callbacks ----------------------------------------------------------------------------------------- */

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #endif
 #include "store.h"
+#include "corral/fs.h"
 #include "corral/buf.h"
 #include "corral/envelope.h"
 #include "corral/error.h"
@@ -100,55 +101,9 @@ static int write_all(int fd, const char *p, size_t n)
     return 0;
 }
 
-static int fsync_dir(const char *dir)
-{
-    int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-    if (fd < 0)
-        return io_error("open", dir);
-    int rc = fsync(fd) != 0 ? io_error("fsync", dir) : 0;
-    close(fd);
-    return rc;
-}
-
-/* Replaces dir/name with data: a temp file beside it, fsync, rename, fsync of dir (without `durable`, no fsyncs: the
- * rename still replaces the file whole, but a crash may bring back the old one). No temp file is left. */
-static int write_atomic2(const char *dir, const char *name, const char *data, size_t len, int durable)
-{
-    char tmp[PATH_MAX], path[PATH_MAX];
-    int rc, fd = -1;
-    if ((rc = path_join(path, sizeof(path), dir, name)) != 0)
-        return rc;
-    if (snprintf(tmp, sizeof(tmp), "%s/.%s.tmp.XXXXXX", dir, name) >= (int)sizeof(tmp))
-        return cr_error_set(CR_EIO, NULL, "path too long: %s", path);
-    if ((fd = mkostemp(tmp, O_CLOEXEC)) < 0)
-        return io_error("create", tmp);
-    if (fchmod(fd, 0644) != 0 || write_all(fd, data, len) != 0) {
-        rc = io_error("write", tmp);
-        goto done;
-    }
-    if (durable && fsync(fd) != 0) {
-        rc = io_error("fsync", tmp);
-        goto done;
-    }
-    close(fd);
-    fd = -1;
-    if (rename(tmp, path) != 0) {
-        rc = io_error("rename to", path);
-        goto done;
-    }
-    tmp[0] = '\0';
-    rc = durable ? fsync_dir(dir) : 0;
-done:
-    if (fd >= 0)
-        close(fd);
-    if (tmp[0] != '\0')
-        unlink(tmp);
-    return rc;
-}
-
 static int write_atomic(const char *dir, const char *name, const char *data, size_t len)
 {
-    return write_atomic2(dir, name, data, len, 1);
+    return cr_write_atomic(dir, name, data, len, 0644, 1);
 }
 
 /* Reads a whole file of at most max bytes into a malloc'd NUL-terminated buffer. Returns 0, CR_ENOTFOUND,
@@ -518,7 +473,7 @@ static int ob_writable(host_store_outbox_t *ob, size_t need)
         return rc;
     if ((ob->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_EXCL | O_CLOEXEC, 0644)) < 0)
         return io_error("create", path);
-    if ((rc = fsync_dir(ob->dir)) != 0) {
+    if ((rc = cr_fsync_dir(ob->dir)) != 0) {
         close(ob->fd);
         ob->fd = -1;
         unlink(path);
@@ -709,7 +664,7 @@ int host_store_outbox_compact(host_store_outbox_t *ob)
     ob->nrecs = keep_recs;
     ob->cursor = new_cursor;
     ob->durable = new_durable;
-    if (deleted > 0 && (rc = fsync_dir(ob->dir)) != 0)
+    if (deleted > 0 && (rc = cr_fsync_dir(ob->dir)) != 0)
         return rc;
     return deleted;
 }
@@ -1130,7 +1085,7 @@ static int session_save(host_store_session_t *s, int durable)
     s->updated = cr_now_ms();
     cr_buf_init(&json, HOST_STORE_JSON_MAX);
     if ((rc = session_to_json(&json, s)) == 0)
-        rc = write_atomic2(dir, "session.json", json.base, json.len, durable);
+        rc = cr_write_atomic(dir, "session.json", json.base, json.len, 0644, durable);
     else
         rc = cr_error_set(CR_EIO, NULL, "cannot write session %s: its JSON is too large (%d)", s->sid, rc);
     cr_buf_free(&json);
