@@ -31,10 +31,42 @@ static void test_mkdir_p(void)
     ok(cr_mkdir_p("", 0700) == CR_EIO);
 }
 
+static void test_write_atomic(void)
+{
+    char path[PATH_MAX + 64], buf[64];
+    struct stat st;
+    FILE *fp;
+    size_t n = 0;
+    ok(cr_write_atomic(tmp, "f.txt", "one\n", 4, 0600, 1) == 0);
+    ok(cr_write_atomic(tmp, "f.txt", "two\n", 4, 0600, 0) == 0); /* replaced whole */
+    snprintf(path, sizeof(path), "%s/f.txt", tmp);
+    ok(stat(path, &st) == 0 && (st.st_mode & 0777) == 0600);
+    if ((fp = fopen(path, "r")) != NULL) {
+        n = fread(buf, 1, sizeof(buf), fp);
+        fclose(fp);
+    }
+    ok_bytes(buf, n, "two\n", 4);
+    ok(cr_write_atomic(tmp, "g.txt", "", 0, 0644, 1) == 0);
+    snprintf(path, sizeof(path), "%s/g.txt", tmp);
+    ok(stat(path, &st) == 0 && (st.st_mode & 0777) == 0644 && st.st_size == 0);
+    ok(cr_write_atomic(tmp, "no/such/dir.txt", "x", 1, 0600, 1) == CR_EIO);
+    ok(strstr(cr_error_last()->message, "no/such") != NULL);
+    {
+        /* no temp file left behind */
+        char cmd[PATH_MAX + 64];
+        snprintf(cmd, sizeof(cmd), "ls -A '%s' | grep -c tmp", tmp);
+        fp = popen(cmd, "r");
+        ok(fp != NULL && fgets(buf, sizeof(buf), fp) != NULL && strcmp(buf, "0\n") == 0);
+        if (fp != NULL)
+            pclose(fp);
+    }
+}
+
 int main(void)
 {
     if (cr_test_make_temp_dir(tmp, sizeof(tmp), "fs", 200) != 0 || cr_test_slot_add(tmp, 0) < 0)
         return 1;
     subtest("mkdir -p", test_mkdir_p);
+    subtest("atomic replace", test_write_atomic);
     return done_testing();
 }
