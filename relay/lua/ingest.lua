@@ -74,6 +74,12 @@ while i <= n do
       if name ~= '' then s.name = name end
       if state ~= '' then s.state = state end
       if idn ~= '' then s.idn = idn end
+      if ARGV[i + 4] == 'action.applied' then
+        -- every applied action is in the team's audit trail (DESIGN.md §8), written with the event or not at all
+        -- (the key shares the team's slot, like KEYS; it is not among them, to keep the common batch small)
+        redis.call('XADD', 'cr:{' .. team .. '}:audit', 'MAXLEN', '~', 1000000, '*', 't', now, 'a', 'host:' .. host,
+                   'i', idn, 'o', 'action.applied', 'k', sids[j] .. ':' .. seq, 'r', 'applied')
+      end
       if needs == 's' then
         s.needs, s.needs_k, s.needs_seq, s.needs_rid = 's', ARGV[i + 4], seq, ARGV[i + 8]
       elseif needs == 'c' then

@@ -442,6 +442,18 @@ static int append_act(cr_buf_t *b, const char *id, size_t idlen, const char *a, 
     return 0;
 }
 
+/* Appends {k:"note", id, n, idn, mid}: something for the host to fetch (n "inbox": message mid of identity idn).
+ * Returns 0, CR_ETOOLARGE or CR_ENOMEM. */
+static int append_note(cr_buf_t *b, const char *id, size_t idlen, const redisReply *n, const redisReply *idn,
+                       const redisReply *mid)
+{
+    int rc = cr_mpw_map(b, 5);
+    rc |= CR_MPW_LIT(b, "k") | CR_MPW_LIT(b, "note") | CR_MPW_LIT(b, "id") | cr_mpw_str(b, id, idlen);
+    rc |= CR_MPW_LIT(b, "n") | cr_mpw_str(b, n->str, n->len) | CR_MPW_LIT(b, "idn") | cr_mpw_str(b, idn->str, idn->len);
+    rc |= CR_MPW_LIT(b, "mid") | cr_mpw_str(b, mid->str, mid->len);
+    return rc != 0 ? CR_ETOOLARGE : 0;
+}
+
 /* Turns the entries of an XRANGE reply into frames. Returns how many entries the reply had, or -1 when it is not
  * an XRANGE reply or a frame does not fit (then the stream ends after what was appended). */
 static long downlink_take(downlink_t *d, redisReply *reply)
@@ -456,11 +468,27 @@ static long downlink_take(downlink_t *d, redisReply *reply)
         if (e->type != REDIS_REPLY_ARRAY || e->elements != 2 || e->element[0]->type != REDIS_REPLY_STRING ||
             e->element[0]->len >= STREAM_ID_MAX || (fields = e->element[1])->type != REDIS_REPLY_ARRAY)
             return -1;
-        for (size_t j = 0; j + 1 < fields->elements; j += 2)
-            if (fields->element[j]->type == REDIS_REPLY_STRING && strcmp(fields->element[j]->str, "a") == 0 &&
-                fields->element[j + 1]->type == REDIS_REPLY_STRING)
-                a = fields->element[j + 1]->str, alen = fields->element[j + 1]->len;
-        if (a == NULL || alen == 0 ||
+        const redisReply *note = NULL, *idn = NULL, *mid = NULL;
+        for (size_t j = 0; j + 1 < fields->elements; j += 2) {
+            const redisReply *fk = fields->element[j], *fv = fields->element[j + 1];
+            if (fk->type != REDIS_REPLY_STRING || fv->type != REDIS_REPLY_STRING || fk->len != 1)
+                continue;
+            if (fk->str[0] == 'a')
+                a = fv->str, alen = fv->len;
+            else if (fk->str[0] == 'n')
+                note = fv;
+            else if (fk->str[0] == 'i')
+                idn = fv;
+            else if (fk->str[0] == 'm')
+                mid = fv;
+        }
+        if (note != NULL && idn != NULL && mid != NULL) { /* a note (identity.lua): mail for an identity of the host */
+            if (append_note(&d->pending, e->element[0]->str, e->element[0]->len, note, idn, mid) != 0) {
+                cr_log(CR_LOG_ERROR, "downlink of host %s: no room for note %s; ending the stream", d->host, e->element[0]->str);
+                return -1;
+            }
+            d->active = 1;
+        } else if (a == NULL || alen == 0 ||
             !(((unsigned char)a[0] & 0xf0) == 0x80 || (unsigned char)a[0] == 0xde || (unsigned char)a[0] == 0xdf)) {
             cr_log(CR_LOG_WARN, "downlink of host %s: entry %s holds no action envelope; skipped", d->host, e->element[0]->str);
         } else if (append_act(&d->pending, e->element[0]->str, e->element[0]->len, a, alen) != 0) {

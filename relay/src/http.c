@@ -1,6 +1,7 @@
 /* http.c — the relay's HTTP side: h2o on the libuv loop (HTTP/1.1, h2c, TLS with ALPN h2), routing, authentication,
  * body decoding, responses in JSON or msgpack, and graceful shutdown. */
 #include "relay.h"
+#include "identity.h"
 #include "corral/query.h"
 #include "push_queue.h"
 #include "auth.h"
@@ -275,7 +276,18 @@ static int read_body(relay_req_t *rr)
     h2o_req_t *req = rr->req;
     if (req->entity.base == NULL || req->entity.len == 0)
         return 0;
-    if (header_has(req, H2O_TOKEN_CONTENT_TYPE, "application/json")) {
+    if (rr->route->kinds & RELAY_ROUTE_RAW) {
+        cr_buf_init(&rr->body, req->entity.len + 1);
+        if (cr_buf_append(&rr->body, req->entity.base, req->entity.len) != 0) {
+            relay_respond_cr_error(rr);
+            return -1;
+        }
+    } else if (req->entity.len > rr->relay->limits.max_batch_bytes + cr_limits_max_action(&rr->relay->limits) + 65536) {
+        /* h2o's own cap is as large as an inbound mail may be: every other body keeps the protocol's */
+        relay_respond_error(rr, 413, "too_large", NULL, "the body is larger than the relay takes (%zu bytes)",
+                            rr->relay->limits.max_batch_bytes + cr_limits_max_action(&rr->relay->limits) + 65536);
+        return -1;
+    } else if (header_has(req, H2O_TOKEN_CONTENT_TYPE, "application/json")) {
         /* a body may wrap envelopes (a batch is an array of them): the decoders check each envelope's own depth */
         cr_limits_t lim = rr->relay->limits;
         lim.max_depth += 4;
@@ -343,7 +355,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     if (read_body(rr) != 0)
         return 0;
-    if (route->kinds == 0) {
+    if ((route->kinds & RELAY_P_MASK) == 0) {
         run_handler(rr);
         return 0;
     }
@@ -458,6 +470,8 @@ int relay_init(relay_t *relay, uv_loop_t *loop, cr_config_t *conf)
     h2o_config_init(&relay->h2o_config);
     relay->h2o_config.server_name = h2o_iovec_init(H2O_STRLIT("corral-relay"));
     relay->h2o_config.max_request_entity_size = relay->limits.max_batch_bytes + cr_limits_max_action(&relay->limits) + 65536;
+    if ((size_t)cr_config_int(conf, "mail.max_size") + 65536 > relay->h2o_config.max_request_entity_size)
+        relay->h2o_config.max_request_entity_size = (size_t)cr_config_int(conf, "mail.max_size") + 65536; /* inbound mail */
     relay->h2o_config.http2.idle_timeout = 3600 * 1000; /* downlink streams ping every 20 s; keep the connection */
     relay->h2o_config.http1.req_timeout = 3600 * 1000;
     host = h2o_config_register_host(&relay->h2o_config, h2o_iovec_init(H2O_STRLIT("default")), 65535);
@@ -514,6 +528,7 @@ void relay_shutdown(relay_t *relay)
         uv_close((uv_handle_t *)&relay->listener_tls, NULL), relay->listening_tls = 0;
     relay_live_shutdown(relay);
     relay_push_shutdown(relay);
+    relay_inbound_stop(relay);
     h2o_context_request_shutdown(&relay->h2o_ctx);
     uv_timer_init(relay->loop, &relay->shutdown_timer);
     relay->shutdown_timer.data = relay;

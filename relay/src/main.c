@@ -7,6 +7,7 @@
 #include "live.h"
 #include "push_queue.h"
 #include "relay.h"
+#include "identity.h"
 #include <signal.h>
 #include <sodium.h>
 #include <stdio.h>
@@ -140,6 +141,8 @@ static void on_rdb_state(relay_rdb_t *rdb, int ready, void *data)
     if (!ready)
         relay_live_close_all(data, "unavailable");
     relay_push_on_ready(data, ready);
+    if (ready)
+        relay_inbound_on_ready(data);
     (void)rdb;
 }
 
@@ -195,6 +198,11 @@ static int serve(cr_config_t *conf)
     relay.rdb.on_subscribed = on_rdb_subscribed;
     relay_register_all(&relay);
     if (relay_push_init(&relay) != 0) {
+        cr_log(CR_LOG_ERROR, "%s", cr_error_last()->message);
+        relay_embedded_stop(&emb);
+        return 1;
+    }
+    if (relay_inbound_start(&relay) != 0) {
         cr_log(CR_LOG_ERROR, "%s", cr_error_last()->message);
         relay_embedded_stop(&emb);
         return 1;

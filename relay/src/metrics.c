@@ -1,6 +1,7 @@
 /* metrics.c — /healthz (the process answers), /readyz (Redis reachable) and /metrics (Prometheus text format). */
 #include "live.h"
 #include "relay.h"
+#include "identity.h"
 #include "push_queue.h"
 #include <stdio.h>
 #include <string.h>
@@ -77,6 +78,7 @@ static void on_metrics(relay_req_t *rr)
     for (size_t i = 0; relay_error_codes[i] != NULL; ++i)
         cr_buf_appendf(&b, "corral_errors_total{code=\"%s\"} %llu\n", relay_error_codes[i], (unsigned long long)m->errors[i]);
     relay_push_metrics(relay, &b);
+    relay_inbound_metrics(&b);
     send_text(rr, 200, "text/plain; version=0.0.4", b.base, b.len);
     cr_buf_free(&b);
 }

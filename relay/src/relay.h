@@ -15,6 +15,10 @@ typedef struct st_relay_req_t relay_req_t;
 
 /* Who a token belongs to (DESIGN.md §5); every handler derives the team from this alone. */
 enum { RELAY_P_ADMIN = 1, RELAY_P_HOST = 2, RELAY_P_DEVICE = 4 };
+/* A route flag next to the principal kinds: the request body is kept as sent (a mail, a form post) instead of being
+ * read as JSON or msgpack, and no token is asked for (such routes check a signature themselves). */
+#define RELAY_ROUTE_RAW 0x100u
+#define RELAY_P_MASK 0xffu
 typedef struct st_relay_principal_t {
     char team[65];
     char id[65];
@@ -50,7 +54,7 @@ struct st_relay_req_t {
     uint64_t started_ns;
 };
 
-#define RELAY_ROUTES_MAX 32
+#define RELAY_ROUTES_MAX 64
 
 /* Counters for /metrics; see metrics.c for their names. */
 typedef struct st_relay_metrics_t {
@@ -135,6 +139,7 @@ void relay_sessions_register(relay_t *relay); /* GET /v1/sessions, GET /v1/sessi
 void relay_actions_register(relay_t *relay);  /* POST /v1/actions, GET /v1/host/actions, POST /v1/host/actions/ack */
 void relay_pair_register(relay_t *relay);     /* POST /v1/host/pair, POST /v1/pair/claim, POST/DELETE /v1/devices */
 void relay_ws_register(relay_t *relay);       /* GET /v1/ws (ws.c) */
+/* identities, vaults, inboxes, audit (identity.c) and mail/SMS coming in (inbound.c): see identity.h */
 
 /* Registers every module's routes and scripts (register.c): the one list of what the relay serves. */
 void relay_register_all(relay_t *relay);
