@@ -35,6 +35,7 @@
                             conflict */
 #define EXIT_NOHOST 5    /* corrald is not running (nothing listens on its socket) */
 #define EXIT_DENIED 6    /* the token does not reach that (a session token used for another session) */
+#define EXIT_TIMEOUT 7   /* inbox / otp: nothing matching came within --wait */
 
 #define RESPONSE_MAX (64u << 20)
 
@@ -66,6 +67,19 @@ static const struct {
     {"up", "[--relay URL --token TOKEN] [--repo DIR]",
      "keep the relay and host token in <home>/corrald.ini (mode 0600) and start corrald for the repository in the\n"
      "            background (log: <home>/corrald.log) unless it runs already; waits until it answers"},
+    {"identity", "create NAME [--email ADDR] | ls | show [NAME]",
+     "make an identity for agents (its own email address, a phone number when the relay has one free, an\n"
+     "            encrypted vault), list them, or show one"},
+    {"secret", "set KEY [VALUE|-] [--inject] | get KEY [--version N] | ls | rm KEY   [--identity NAME]",
+     "the identity's end-to-end encrypted secrets (VALUE omitted or '-': read from stdin; --inject: the value\n"
+     "            becomes the environment variable KEY of `corral run` and the identity's sessions)"},
+    {"inbox", "[--wait S] [--subject TEXT] [--from TEXT] [--since ID|MS] [--list] [--identity NAME]",
+     "wait for the identity's next mail or SMS not seen yet by this session and print it (--list: the newest)"},
+    {"otp", "[--wait S] [--subject TEXT] [--from TEXT] [--identity NAME]",
+     "wait for a one-time code in the identity's mail or SMS and print just the code"},
+    {"whoami", "", "the session and identity this shell works as (CORRAL_TOKEN, CORRAL_IDENTITY)"},
+    {"run", "--identity NAME -- COMMAND [ARGS...]",
+     "run COMMAND with the identity's injected secrets in its environment; their values are masked in its output"},
     {"pair", "[--json]", "ask the relay for a one-time pairing code (10 minutes) and show the QR code a phone scans:\n"
      "            <relay>/#pair=CODE&k=TEAMKEY (the team key K from <home>/team.key, base64url)"},
 };
@@ -93,7 +107,7 @@ static void usage(FILE *fp)
                 "Exit status:\n"
                 "  0 ok · 1 error · 2 usage · 3 not found (session, base branch, agent program) ·\n"
                 "  4 conflict (name taken, nothing pending, session finished, merge conflict) ·\n"
-                "  5 corrald not running · 6 not allowed with this session token\n");
+                "  5 corrald not running · 6 not allowed with this session token · 7 (inbox, otp) nothing came in time\n");
 }
 
 /* ---- HTTP over the unix socket ------------------------------------------------------------------------------- */
@@ -306,7 +320,8 @@ typedef struct st_args_t {
     const char *pos[4];
     int npos;
     const char *name, *agent, *cmd, *identity, *base, *rid, *reason, *aid, *after, *relay, *relay_token, *repo;
-    int follow, discard, keep_branch;
+    const char *email, *wait, *subject, *from, *since, *version, *limit;
+    int follow, discard, keep_branch, inject, list;
 } args_t;
 
 /* Escapes a path segment (session names are [A-Za-z0-9._-], but the user may type anything). */
@@ -617,6 +632,438 @@ static int cmd_ask(const args_t *a)
     return rc;
 }
 
+/* ---- identities ----------------------------------------------------------------------------------------------- */
+
+static void print_identity(cr_span_t i)
+{
+    cr_mp_item_t it;
+    printf("%.*s  %.*s  %.*s", STR(i, "name"), STR(i, "email"), STR(i, "id"));
+    if (item(get(i, "phone"), &it) == 0 && it.type == MP_STR)
+        printf("  %.*s", (int)it.bytes.len, it.bytes.base);
+    putchar('\n');
+}
+
+static void identity_row(cr_span_t i, void *data)
+{
+    (void)data;
+    print_identity(i);
+}
+
+/* The identity a command is about: --identity, else $CORRAL_IDENTITY. Prints why and returns NULL when neither. */
+static const char *which_identity(const args_t *a)
+{
+    const char *n = a->identity != NULL ? a->identity : getenv("CORRAL_IDENTITY");
+    if (n == NULL || n[0] == '\0') {
+        fprintf(stderr, "corral: which identity? give --identity NAME (inside a session CORRAL_IDENTITY says)\n");
+        return NULL;
+    }
+    return n;
+}
+
+static int cmd_identity(const args_t *a)
+{
+    cr_buf_t body, resp, mp;
+    cr_span_t v = {0};
+    char path[512], seg[256];
+    const char *sub = a->npos > 0 ? a->pos[0] : "ls";
+    int rc;
+    if (strcmp(sub, "create") == 0) {
+        if (a->npos != 2) {
+            fprintf(stderr, "corral: usage: corral identity create NAME [--email ADDR]\n");
+            return EXIT_USAGE;
+        }
+        cr_buf_init(&body, 8192);
+        cr_buf_append(&body, "{", 1);
+        json_kv(&body, "name", a->pos[1]);
+        json_kv(&body, "email", a->email);
+        cr_buf_append(&body, "}", 2);
+        rc = call(&resp, &mp, &v, "POST", "/v1/identities", body.base, 60, NULL);
+        cr_buf_free(&body);
+        if (rc == 0)
+            json_out ? print_raw(&resp) : print_identity(v);
+    } else if (strcmp(sub, "ls") == 0 && a->npos == 1) {
+        rc = call(&resp, &mp, &v, "GET", "/v1/identities", NULL, 30, NULL);
+        if (rc == 0)
+            json_out ? print_raw(&resp) : each(get(v, "identities"), identity_row, NULL);
+    } else if (strcmp(sub, "show") == 0 && a->npos <= 2) {
+        const char *n = a->npos == 2 ? a->pos[1] : which_identity(a);
+        if (n == NULL)
+            return EXIT_USAGE;
+        path_seg(seg, sizeof(seg), n);
+        snprintf(path, sizeof(path), "/v1/identities/%s", seg);
+        rc = call(&resp, &mp, &v, "GET", path, NULL, 30, NULL);
+        if (rc == 0)
+            json_out ? print_raw(&resp) : print_identity(v);
+    } else {
+        fprintf(stderr, "corral: usage: corral identity create NAME [--email ADDR] | ls | show [NAME]\n");
+        return EXIT_USAGE;
+    }
+    cr_buf_free(&resp);
+    cr_buf_free(&mp);
+    return rc;
+}
+
+static void secret_row(cr_span_t e, void *data)
+{
+    (void)data;
+    printf("%.*s  v%llu%s\n", STR(e, "key"), (unsigned long long)uint_of(e, "version"), bool_of(e, "inject") ? "  inject" : "");
+}
+
+/* Reads a secret's value from stdin (up to 64 KiB; one trailing newline dropped) into b. */
+static int read_stdin_value(cr_buf_t *b)
+{
+    char chunk[4096];
+    size_t n;
+    if (isatty(0))
+        fprintf(stderr, "corral: value (end with Ctrl-D): ");
+    while ((n = fread(chunk, 1, sizeof(chunk), stdin)) > 0)
+        if (cr_buf_append(b, chunk, n) != 0)
+            return -1;
+    if (b->len > 0 && b->base[b->len - 1] == '\n')
+        --b->len;
+    if (b->len > 0 && b->base[b->len - 1] == '\r')
+        --b->len;
+    explicit_bzero(chunk, sizeof(chunk));
+    return 0;
+}
+
+static int cmd_secret(const args_t *a)
+{
+    cr_buf_t body, resp, mp, val;
+    cr_span_t v = {0};
+    char path[1024], seg[256], kseg[512];
+    const char *sub = a->npos > 0 ? a->pos[0] : "", *n = which_identity(a);
+    int rc;
+    if (n == NULL)
+        return EXIT_USAGE;
+    path_seg(seg, sizeof(seg), n);
+    if (a->npos >= 2)
+        path_seg(kseg, sizeof(kseg), a->pos[1]);
+    if (strcmp(sub, "set") == 0 && (a->npos == 2 || a->npos == 3)) {
+        cr_buf_init(&val, 64u << 10);
+        if (a->npos == 3 && strcmp(a->pos[2], "-") != 0)
+            cr_buf_append(&val, a->pos[2], strlen(a->pos[2]));
+        else if (read_stdin_value(&val) != 0) {
+            fprintf(stderr, "corral: the value is larger than 64 KiB\n");
+            cr_buf_free(&val);
+            return EXIT_USAGE;
+        }
+        cr_buf_append(&val, "", 1);
+        cr_buf_init(&body, 256u << 10);
+        cr_buf_append(&body, "{", 1);
+        json_kv(&body, "key", a->pos[1]);
+        json_kv(&body, "value", val.base);
+        cr_buf_appendf(&body, ",\"inject\":%s}", a->inject ? "true" : "false");
+        cr_buf_append(&body, "", 1);
+        explicit_bzero(val.base, val.len);
+        cr_buf_free(&val);
+        snprintf(path, sizeof(path), "/v1/identities/%s/secrets", seg);
+        rc = call(&resp, &mp, &v, "POST", path, body.base, 60, NULL);
+        explicit_bzero(body.base, body.len);
+        cr_buf_free(&body);
+        if (rc == 0)
+            json_out ? print_raw(&resp) : (void)printf("%.*s v%llu\n", STR(v, "key"), (unsigned long long)uint_of(v, "version"));
+    } else if (strcmp(sub, "get") == 0 && a->npos == 2) {
+        snprintf(path, sizeof(path), "/v1/identities/%s/secrets/%s%s%s", seg, kseg, a->version != NULL ? "?version=" : "",
+                 a->version != NULL ? a->version : "");
+        rc = call(&resp, &mp, &v, "GET", path, NULL, 60, NULL);
+        if (rc == 0)
+            json_out ? print_raw(&resp) : (void)printf("%.*s\n", STR(v, "value"));
+        if (resp.base != NULL)
+            explicit_bzero(resp.base, resp.len);
+        if (mp.base != NULL)
+            explicit_bzero(mp.base, mp.len);
+    } else if (strcmp(sub, "ls") == 0 && a->npos == 1) {
+        snprintf(path, sizeof(path), "/v1/identities/%s/secrets", seg);
+        rc = call(&resp, &mp, &v, "GET", path, NULL, 30, NULL);
+        if (rc == 0)
+            json_out ? print_raw(&resp) : each(get(v, "secrets"), secret_row, NULL);
+    } else if (strcmp(sub, "rm") == 0 && a->npos == 2) {
+        snprintf(path, sizeof(path), "/v1/identities/%s/secrets/%s", seg, kseg);
+        rc = call(&resp, &mp, &v, "DELETE", path, NULL, 30, NULL);
+        if (rc == 0 && json_out)
+            print_raw(&resp);
+    } else {
+        fprintf(stderr, "corral: usage: corral secret set KEY [VALUE|-] [--inject] | get KEY [--version N] | ls | rm KEY\n");
+        return EXIT_USAGE;
+    }
+    cr_buf_free(&resp);
+    cr_buf_free(&mp);
+    return rc;
+}
+
+static void print_link(cr_span_t l, void *data)
+{
+    cr_mp_item_t it;
+    (void)data;
+    if (item(l, &it) == 0 && it.type == MP_STR)
+        printf("Link: %.*s\n", (int)it.bytes.len, it.bytes.base);
+}
+
+static void print_message(cr_span_t m, void *data)
+{
+    cr_mp_item_t it;
+    (void)data;
+    printf("From: %.*s\nTo: %.*s\n", STR(m, "from"), STR(m, "to"));
+    if (str_of(m, "subject").len != 0)
+        printf("Subject: %.*s\n", STR(m, "subject"));
+    printf("Id: %.*s (%.*s)\n", STR(m, "id"), STR(m, "kind"));
+    if (item(get(m, "otp"), &it) == 0 && it.type == MP_STR)
+        printf("Code: %.*s\n", (int)it.bytes.len, it.bytes.base);
+    each(get(m, "links"), print_link, NULL);
+    printf("\n%.*s\n", STR(m, "text"));
+}
+
+static void query_add(cr_buf_t *q, const char *name, const char *value)
+{
+    char enc[1024];
+    if (value == NULL)
+        return;
+    path_seg(enc, sizeof(enc), value);
+    cr_buf_appendf(q, "%c%s=%s", q->len == 0 ? '?' : '&', name, enc);
+}
+
+static int cmd_inbox(const args_t *a, int otp)
+{
+    cr_buf_t resp, mp, q;
+    cr_span_t v = {0};
+    char path[2048], seg[256];
+    const char *n = which_identity(a);
+    long wait = a->wait != NULL ? atol(a->wait) : 0, status = 0;
+    int rc;
+    if (n == NULL)
+        return EXIT_USAGE;
+    if (a->npos != 0 || wait < 0) {
+        fprintf(stderr, "corral: usage: corral %s [--wait S] [--subject TEXT] [--from TEXT]\n", otp ? "otp" : "inbox");
+        return EXIT_USAGE;
+    }
+    path_seg(seg, sizeof(seg), n);
+    if (a->list) {
+        snprintf(path, sizeof(path), "/v1/identities/%s/inbox/list?limit=%s", seg, a->limit != NULL ? a->limit : "20");
+        rc = call(&resp, &mp, &v, "GET", path, NULL, 30, NULL);
+        if (rc == 0)
+            json_out ? print_raw(&resp) : each(get(v, "messages"), print_message, NULL);
+        cr_buf_free(&resp);
+        cr_buf_free(&mp);
+        return rc;
+    }
+    cr_buf_init(&q, 4096);
+    query_add(&q, "subject_contains", a->subject);
+    query_add(&q, "from_contains", a->from);
+    query_add(&q, "since", a->since);
+    cr_buf_appendf(&q, "%cwait=", q.len == 0 ? '?' : '&');
+    cr_buf_append(&q, "", 1);
+    /* the server holds a poll at most 300 s: ask again until --wait is used up */
+    for (;;) {
+        long chunk = wait > 300 ? 300 : wait;
+        snprintf(path, sizeof(path), "/v1/identities/%s/%s%s%ld", seg, otp ? "otp" : "inbox", q.base, chunk);
+        cr_buf_t r2;
+        cr_buf_init(&r2, RESPONSE_MAX);
+        rc = request(&status, &r2, "GET", path, NULL, chunk + 30);
+        if (rc != 0) {
+            cr_buf_free(&r2);
+            cr_buf_free(&q);
+            return rc;
+        }
+        wait -= chunk;
+        if (status == 408 && wait > 0) {
+            cr_buf_free(&r2);
+            continue;
+        }
+        resp = r2;
+        break;
+    }
+    cr_buf_free(&q);
+    if (status == 408) {
+        if (json_out)
+            print_raw(&resp);
+        fprintf(stderr, "corral: nothing matching came%s\n", a->wait != NULL ? " in time" : " (try --wait SECONDS)");
+        cr_buf_free(&resp);
+        return EXIT_TIMEOUT;
+    }
+    if (status < 200 || status > 299) {
+        rc = fail(status, &resp);
+        cr_buf_free(&resp);
+        return rc;
+    }
+    cr_buf_init(&mp, RESPONSE_MAX);
+    v = parse(&mp, &resp);
+    if (json_out)
+        print_raw(&resp);
+    else if (otp)
+        printf("%.*s\n", STR(v, "otp"));
+    else
+        print_message(get(v, "message"), NULL);
+    cr_buf_free(&resp);
+    cr_buf_free(&mp);
+    return 0;
+}
+
+static int cmd_whoami(const args_t *a)
+{
+    cr_buf_t resp, mp;
+    cr_span_t v = {0}, i;
+    cr_mp_item_t it;
+    int rc = call(&resp, &mp, &v, "GET", "/v1/whoami", NULL, 30, NULL);
+    (void)a;
+    if (rc == 0 && json_out) {
+        print_raw(&resp);
+    } else if (rc == 0) {
+        if (item(get(v, "session"), &it) == 0 && it.type == MP_STR)
+            printf("session: %.*s\n", (int)it.bytes.len, it.bytes.base);
+        else
+            printf("session: (none: the owner)\n");
+        i = get(v, "identity");
+        if (item(i, &it) == 0 && it.type == MP_MAP)
+            printf("identity: %.*s <%.*s>\n", STR(i, "name"), STR(i, "email"));
+        else
+            printf("identity: (none)\n");
+    }
+    cr_buf_free(&resp);
+    cr_buf_free(&mp);
+    return rc;
+}
+
+/* corral run: the injected secrets as environment variables of COMMAND, whose stdout and stderr pass through a filter
+ * that replaces each value with ****. */
+typedef struct st_run_secret_t {
+    char key[129];
+    char *value;
+    size_t len;
+} run_secret_t;
+
+typedef struct st_run_ctx_t {
+    run_secret_t s[64];
+    size_t n;
+    const char *seg;
+    int rc;
+} run_ctx_t;
+
+static void run_collect(cr_span_t e, void *data)
+{
+    run_ctx_t *r = data;
+    if (!bool_of(e, "inject") || r->n == 64 || r->rc != 0)
+        return;
+    snprintf(r->s[r->n].key, sizeof(r->s[r->n].key), "%.*s", STR(e, "key"));
+    ++r->n;
+}
+
+/* Copies fd in to fd out, masking every value (a value split across reads is caught by keeping a tail). */
+static void run_mask(int in, int out, const run_ctx_t *r)
+{
+    char buf[65536 + 8192];
+    size_t have = 0, keep = 0;
+    for (size_t i = 0; i < r->n; ++i)
+        if (r->s[i].len > keep)
+            keep = r->s[i].len;
+    for (;;) {
+        ssize_t got = read(in, buf + have, sizeof(buf) - have - 1);
+        int end = got <= 0;
+        if (got > 0)
+            have += (size_t)got;
+        /* mask in place: a value becomes **** (shorter or longer, so rebuild into o) */
+        char o[sizeof(buf) * 2];
+        size_t on = 0, i = 0, safe = end ? have : (have > keep ? have - keep : 0);
+        while (i < have) {
+            size_t hit = 0;
+            for (size_t k = 0; k < r->n && hit == 0; ++k)
+                if (r->s[k].len >= 4 && i + r->s[k].len <= have && memcmp(buf + i, r->s[k].value, r->s[k].len) == 0)
+                    hit = r->s[k].len;
+            if (hit != 0) {
+                memcpy(o + on, "****", 4), on += 4, i += hit;
+            } else if (i < safe) {
+                o[on++] = buf[i++];
+            } else {
+                break;
+            }
+        }
+        if (on > 0 && write(out, o, on) < 0)
+            end = 1;
+        memmove(buf, buf + i, have - i);
+        have -= i;
+        explicit_bzero(o, sizeof(o));
+        if (end)
+            break;
+    }
+    explicit_bzero(buf, sizeof(buf));
+}
+
+static int cmd_run(const args_t *a, char **command)
+{
+    run_ctx_t *r = calloc(1, sizeof(*r));
+    cr_buf_t resp, mp;
+    cr_span_t v = {0};
+    char path[1024], seg[256], kseg[512];
+    const char *n = which_identity(a);
+    int rc, po[2], pe[2], status = 0;
+    pid_t pid;
+    if (r == NULL)
+        return EXIT_ERROR;
+    if (n == NULL) {
+        free(r);
+        return EXIT_USAGE;
+    }
+    path_seg(seg, sizeof(seg), n);
+    snprintf(path, sizeof(path), "/v1/identities/%s/secrets", seg);
+    if ((rc = call(&resp, &mp, &v, "GET", path, NULL, 30, NULL)) == 0)
+        each(get(v, "secrets"), run_collect, r);
+    cr_buf_free(&resp);
+    cr_buf_free(&mp);
+    for (size_t i = 0; rc == 0 && i < r->n; ++i) {
+        path_seg(kseg, sizeof(kseg), r->s[i].key);
+        snprintf(path, sizeof(path), "/v1/identities/%s/secrets/%s", seg, kseg);
+        if ((rc = call(&resp, &mp, &v, "GET", path, NULL, 30, NULL)) == 0) {
+            cr_span_t val = str_of(v, "value");
+            if ((r->s[i].value = malloc(val.len + 1)) != NULL) {
+                memcpy(r->s[i].value, val.base, val.len);
+                r->s[i].value[val.len] = '\0';
+                r->s[i].len = val.len;
+                setenv(r->s[i].key, r->s[i].value, 1);
+            }
+        }
+        explicit_bzero(resp.base, resp.len);
+        explicit_bzero(mp.base, mp.len);
+        cr_buf_free(&resp);
+        cr_buf_free(&mp);
+    }
+    if (rc != 0 || pipe(po) != 0 || pipe(pe) != 0) {
+        free(r);
+        return rc != 0 ? rc : EXIT_ERROR;
+    }
+    fflush(NULL);
+    if ((pid = fork()) == 0) {
+        dup2(po[1], 1), dup2(pe[1], 2);
+        close(po[0]), close(po[1]), close(pe[0]), close(pe[1]);
+        execvp(command[0], command);
+        fprintf(stderr, "corral: cannot run %s: %s\n", command[0], strerror(errno));
+        _exit(127);
+    }
+    close(po[1]), close(pe[1]);
+    for (size_t i = 0; i < r->n; ++i)
+        unsetenv(r->s[i].key);
+    if (pid > 0 && fork() == 0) { /* stderr's filter */
+        close(po[0]);
+        run_mask(pe[0], 2, r);
+        _exit(0);
+    }
+    close(pe[0]);
+    run_mask(po[0], 1, r);
+    close(po[0]);
+    if (pid > 0)
+        waitpid(pid, &status, 0);
+    while (wait(NULL) > 0)
+        ;
+    for (size_t i = 0; i < r->n; ++i)
+        if (r->s[i].value != NULL) {
+            explicit_bzero(r->s[i].value, r->s[i].len);
+            free(r->s[i].value);
+        }
+    free(r);
+    if (pid < 0)
+        return EXIT_ERROR;
+    return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+}
+
 /* ---- pairing and starting corrald ----------------------------------------------------------------------------- */
 
 /* Whether the terminal shows UTF-8: the first of LC_ALL, LC_CTYPE, LANG that is set names it (as server/src/qr.c). */
@@ -892,6 +1339,26 @@ int main(int argc, char **argv)
         return EXIT_USAGE;
     }
     memset(&a, 0, sizeof(a));
+    if (strcmp(cmd, "run") == 0) { /* corral run --identity NAME -- COMMAND ARGS...: everything after -- is the command */
+        int i = 2;
+        for (; i < argc && strcmp(argv[i], "--") != 0; ++i) {
+            if (strcmp(argv[i], "--identity") == 0 && i + 1 < argc)
+                a.identity = argv[++i];
+            else {
+                fprintf(stderr, "corral: usage: corral run --identity NAME -- COMMAND [ARGS...]\n");
+                return EXIT_USAGE;
+            }
+        }
+        if (i + 1 >= argc) {
+            fprintf(stderr, "corral: usage: corral run --identity NAME -- COMMAND [ARGS...]\n");
+            return EXIT_USAGE;
+        }
+        find_socket();
+        curl_global_init(CURL_GLOBAL_DEFAULT);
+        rc = cmd_run(&a, argv + i + 1);
+        curl_global_cleanup();
+        return rc;
+    }
     for (int i = 2; i < argc; ++i) {
         const char *s = argv[i];
 #define OPT(flag, field)                                                                                               \
@@ -915,6 +1382,13 @@ int main(int argc, char **argv)
         OPT("--relay", relay)
         OPT("--token", relay_token)
         OPT("--repo", repo)
+        OPT("--email", email)
+        OPT("--wait", wait)
+        OPT("--subject", subject)
+        OPT("--from", from)
+        OPT("--since", since)
+        OPT("--version", version)
+        OPT("--limit", limit)
 #undef OPT
         if (strcmp(s, "--json") == 0)
             json_out = 1;
@@ -924,6 +1398,10 @@ int main(int argc, char **argv)
             a.discard = 1;
         else if (strcmp(s, "--keep-branch") == 0)
             a.keep_branch = 1;
+        else if (strcmp(s, "--inject") == 0)
+            a.inject = 1;
+        else if (strcmp(s, "--list") == 0)
+            a.list = 1;
         else if (strcmp(s, "--help") == 0) {
             usage(stdout);
             return 0;
@@ -958,6 +1436,14 @@ int main(int argc, char **argv)
         rc = cmd_pair(&a);
     else if (strcmp(cmd, "up") == 0)
         rc = cmd_up(&a);
+    else if (strcmp(cmd, "identity") == 0)
+        rc = cmd_identity(&a);
+    else if (strcmp(cmd, "secret") == 0)
+        rc = cmd_secret(&a);
+    else if (strcmp(cmd, "inbox") == 0 || strcmp(cmd, "otp") == 0)
+        rc = cmd_inbox(&a, strcmp(cmd, "otp") == 0);
+    else if (strcmp(cmd, "whoami") == 0)
+        rc = cmd_whoami(&a);
     else
         rc = cmd_action(cmd, &a);
     curl_global_cleanup();

@@ -312,8 +312,9 @@ static int start_agent(host_session_t *s, const char *prompt)
     host_store_session_t *r = s->rec;
     host_agent_opts_t o = {0};
     host_agent_cb_t cb = {on_agent_event, on_agent_resume_id, on_agent_turn_end, on_agent_exit};
-    char e_sid[96], e_tok[96], e_url[PATH_MAX + 32], e_idn[96];
-    const char *env[5];
+    char e_sid[96], e_tok[96], e_url[PATH_MAX + 32], e_idn[96], e_mail[320], e_phone[64];
+    char *with_idn = NULL;
+    const char *env[7];
     size_t n = 0;
     int rc;
 
@@ -337,8 +338,30 @@ static int start_agent(host_session_t *s, const char *prompt)
         env[n++] = e_url;
     }
     if (r->identity[0] != '\0') {
+        char email[256] = "", phone[40] = "";
         snprintf(e_idn, sizeof(e_idn), "CORRAL_IDENTITY=%s", r->identity);
         env[n++] = e_idn;
+        if (h->hooks.identity_env != NULL)
+            h->hooks.identity_env(r->identity, email, sizeof(email), phone, sizeof(phone), h->hooks.identity_data);
+        snprintf(e_mail, sizeof(e_mail), "CORRAL_EMAIL=%s", email);
+        snprintf(e_phone, sizeof(e_phone), "CORRAL_PHONE=%s", phone);
+        env[n++] = e_mail;
+        env[n++] = e_phone;
+        if (prompt != NULL && o.kind != HOST_AGENT_SHELL) {
+            /* the identity text (DESIGN.md §8): who the agent is when it signs up for things, and how it reads its mail */
+            static const char fmt[] =
+                "You work as the identity \"%s\": your own email address is %s%s%s. Use them (never a person's) when a "
+                "service asks for an email address or a phone number. To read a verification mail or SMS, run "
+                "`corral inbox --wait 120 --subject WORD` (the whole message) or `corral otp --wait 120` (just the "
+                "code); `corral secret get KEY` and `corral secret set KEY VALUE` keep credentials in your own "
+                "encrypted vault. Never print a secret's value.\n\nYour task:\n%s";
+            size_t len = sizeof(fmt) + strlen(r->identity) + strlen(email) + strlen(phone) + strlen(prompt) + 32;
+            if ((with_idn = malloc(len)) != NULL) {
+                snprintf(with_idn, len, fmt, r->identity, email[0] != '\0' ? email : "(none yet)",
+                         phone[0] != '\0' ? " and your phone number is " : "", phone, prompt);
+                prompt = with_idn;
+            }
+        }
     }
     env[n] = NULL;
     o.cwd = r->git.worktree;
@@ -348,6 +371,7 @@ static int start_agent(host_session_t *s, const char *prompt)
     s->stopping = 0;
     rc = host_agent_start(&s->agent, h->loop, &o, &cb, s);
     explicit_bzero(e_tok, sizeof(e_tok));
+    free(with_idn);
     if (rc != 0) {
         s->agent = NULL;
         memset(s->token, 0, sizeof(s->token));

@@ -47,6 +47,10 @@ typedef struct st_host_hooks_t {
     /* An event of session s was emitted (the local API wakes its long polls). s may be freed right after. */
     void (*on_event)(host_session_t *s, void *data);
     void *event_data;
+    /* The email address and phone number of identity name for a session's agent ("" none): CORRAL_EMAIL and
+     * CORRAL_PHONE in its environment. */
+    void (*identity_env)(const char *name, char *email, size_t email_len, char *phone, size_t phone_len, void *data);
+    void *identity_data;
     /* Every agent has ended after host_shutdown. */
     void (*on_shutdown_done)(void *data);
     void *shutdown_data;

@@ -2,6 +2,7 @@
  * scoping, JSON bodies, and long polls for `corral log -f` and `corral ask`. */
 #define _GNU_SOURCE
 #include "host_api.h"
+#include "host_ids.h"
 #include "corral/query.h"
 #include "pair.h"
 #include "qr.h"
@@ -10,6 +11,7 @@
 #include "corral/log.h"
 #include "corral/mp.h"
 #include <errno.h>
+#include <msgpack.h>
 #include <h2o.h>
 #include <h2o/socket/uv-binding.h>
 #include <sodium.h>
@@ -52,6 +54,7 @@ struct st_host_api_t {
     char path[sizeof(((struct sockaddr_un *)0)->sun_path)];
     api_wait_t *waits;
     host_pair_t *pair; /* NULL without a relay (host_api_set_pair) */
+    host_ids_t *ids;   /* the identity service (host_api_set_ids) */
 };
 
 /* ---- responses ----------------------------------------------------------------------------------------------- */
@@ -779,11 +782,211 @@ static int method_is(h2o_req_t *req, const char *m)
     return h2o_memis(req->method.base, req->method.len, m, strlen(m));
 }
 
+/* ---- identities (host_ids.c does the work; this maps requests to it) -------------------------------------------- */
+
+typedef struct st_api_ids_ctx_t api_ids_ctx_t;
+struct st_api_ids_guard_t {
+    host_ids_call_t *call;
+    api_ids_ctx_t *ctx;
+};
+struct st_api_ids_ctx_t {
+    h2o_req_t *req;
+    struct st_api_ids_guard_t *guard;
+};
+
+void host_api_set_ids(host_api_t *api, host_ids_t *ids)
+{
+    api->ids = ids;
+}
+
+static void on_ids_answer(int status, const char *json, size_t len, void *data)
+{
+    api_ids_ctx_t *ctx = data;
+    if (ctx->guard != NULL)
+        ctx->guard->call = NULL, ctx->guard->ctx = NULL;
+    if (ctx->req != NULL)
+        send_json(ctx->req, status, json, len);
+    free(ctx);
+}
+
+static void on_ids_guard_dispose(void *p)
+{
+    struct st_api_ids_guard_t *g = p;
+    if (g->call != NULL) { /* the client left before the answer: it will not come */
+        host_ids_detach(g->call);
+        free(g->ctx);
+    }
+}
+
+static api_ids_ctx_t *ids_ctx(h2o_req_t *req)
+{
+    api_ids_ctx_t *ctx = calloc(1, sizeof(*ctx));
+    if (ctx == NULL)
+        send_error(req, 500, "internal", NULL, "out of memory");
+    else
+        ctx->req = req;
+    return ctx;
+}
+
+/* Watches the request for a call whose answer is still to come (call NULL: answered already, ctx freed). */
+static void ids_pending(h2o_req_t *req, api_ids_ctx_t *ctx, host_ids_call_t *call)
+{
+    struct st_api_ids_guard_t *g;
+    if (call == NULL)
+        return;
+    g = h2o_mem_alloc_shared(&req->pool, sizeof(*g), on_ids_guard_dispose);
+    g->call = call;
+    g->ctx = ctx;
+    ctx->guard = g;
+}
+
+static int hexval(char c)
+{
+    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+}
+
+/* A query parameter, percent-decoded ('+' is a space) into the request's pool; NULL when absent. */
+static const char *query_text(h2o_req_t *req, const char *name)
+{
+    const char *v = query(req, name);
+    char *out, *o;
+    if (v == NULL)
+        return NULL;
+    out = o = h2o_mem_alloc_pool(&req->pool, strlen(v) + 1);
+    for (const char *p = v; *p != '\0'; ++p) {
+        int hi, lo;
+        if (*p == '+') {
+            *o++ = ' ';
+        } else if (*p == '%' && (hi = hexval(p[1])) >= 0 && (lo = hexval(p[2])) >= 0) {
+            *o++ = (char)(hi * 16 + lo);
+            p += 2;
+        } else {
+            *o++ = *p;
+        }
+    }
+    *o = '\0';
+    return out;
+}
+
+static void h_identities(host_api_t *api, h2o_req_t *req, host_session_t *tok, char seg[][128], size_t nseg)
+{
+    char actor[HOST_STORE_SID_MAX + 16];
+    host_ids_who_t who = {NULL, NULL, "owner"};
+    api_ids_ctx_t *ctx;
+    host_ids_call_t *call = NULL;
+    cr_buf_t mp;
+    int bad = 0;
+
+    if (api->ids == NULL) {
+        send_error(req, 503, "unavailable", NULL, "identities are not served by this corrald");
+        return;
+    }
+    if (tok != NULL) {
+        snprintf(actor, sizeof(actor), "session:%s", tok->rec->git.name);
+        who.sid = tok->rec->sid;
+        who.identity = tok->rec->identity;
+        who.actor = actor;
+    }
+    if (strcmp(seg[1], "whoami") == 0) {
+        if (nseg != 2 || !method_is(req, "GET")) {
+            send_error(req, 405, "method_not_allowed", NULL, "not allowed here");
+            return;
+        }
+        if ((ctx = ids_ctx(req)) != NULL)
+            ids_pending(req, ctx, host_ids_whoami(api->ids, &who, tok != NULL ? tok->rec->git.name : NULL, on_ids_answer, ctx));
+        return;
+    }
+    cr_buf_init(&mp, HOST_API_BODY_MAX);
+    if (nseg == 2 && method_is(req, "POST")) {
+        const char *name, *email;
+        if (read_body(req, &mp) != 0)
+            goto done;
+        name = field_str(req, &mp, "name", &bad);
+        email = field_str(req, &mp, "email", &bad);
+        if (bad || (ctx = ids_ctx(req)) == NULL)
+            goto done;
+        call = host_ids_create(api->ids, &who, name, email, on_ids_answer, ctx);
+    } else if (nseg == 2 && method_is(req, "GET")) {
+        if ((ctx = ids_ctx(req)) == NULL)
+            goto done;
+        call = host_ids_list(api->ids, &who, on_ids_answer, ctx);
+    } else if (nseg == 3 && method_is(req, "GET")) {
+        if ((ctx = ids_ctx(req)) == NULL)
+            goto done;
+        call = host_ids_get(api->ids, &who, seg[2], on_ids_answer, ctx);
+    } else if (nseg == 4 && strcmp(seg[3], "secrets") == 0 && method_is(req, "POST")) {
+        const char *key, *value;
+        cr_span_t v;
+        cr_mp_item_t it;
+        int inject = 0;
+        if (read_body(req, &mp) != 0)
+            goto done;
+        key = field_str(req, &mp, "key", &bad);
+        value = field_str(req, &mp, "value", &bad);
+        if (!bad && cr_mp_map_get(mp.base, mp.len, "inject", &v) == 0 && cr_mp_read(v.base, v.base + v.len, &it) != 0)
+            inject = it.type == MSGPACK_OBJECT_BOOLEAN && it.u != 0;
+        if (bad || (ctx = ids_ctx(req)) == NULL)
+            goto done;
+        call = host_ids_secret_set(api->ids, &who, seg[2], key, value, value != NULL ? strlen(value) : 0, inject,
+                                   on_ids_answer, ctx);
+        if (value != NULL)
+            sodium_memzero((char *)value, strlen(value));
+    } else if (nseg == 4 && strcmp(seg[3], "secrets") == 0 && method_is(req, "GET")) {
+        if ((ctx = ids_ctx(req)) == NULL)
+            goto done;
+        call = host_ids_secret_list(api->ids, &who, seg[2], on_ids_answer, ctx);
+    } else if (nseg == 5 && strcmp(seg[3], "secrets") == 0 && method_is(req, "GET")) {
+        if ((ctx = ids_ctx(req)) == NULL)
+            goto done;
+        call = host_ids_secret_get(api->ids, &who, seg[2], seg[4], query_uint(req, "version", 0, UINT32_MAX), on_ids_answer,
+                                   ctx);
+    } else if (nseg == 5 && strcmp(seg[3], "secrets") == 0 && method_is(req, "DELETE")) {
+        if ((ctx = ids_ctx(req)) == NULL)
+            goto done;
+        call = host_ids_secret_delete(api->ids, &who, seg[2], seg[4], on_ids_answer, ctx);
+    } else if (nseg == 5 && strcmp(seg[3], "inbox") == 0 && strcmp(seg[4], "list") == 0 && method_is(req, "GET")) {
+        if ((ctx = ids_ctx(req)) == NULL)
+            goto done;
+        call = host_ids_inbox_list(api->ids, &who, seg[2], query_uint(req, "limit", 20, 1000), on_ids_answer, ctx);
+    } else if (nseg == 4 && (strcmp(seg[3], "inbox") == 0 || strcmp(seg[3], "otp") == 0) && method_is(req, "GET")) {
+        host_inbox_filter_t f;
+        const char *since = query_text(req, "since");
+        char *end = NULL;
+        memset(&f, 0, sizeof(f));
+        f.subject_contains = query_text(req, "subject_contains");
+        f.from_contains = query_text(req, "from_contains");
+        if (since != NULL && since[0] != '\0') {
+            unsigned long long ms = strtoull(since, &end, 10);
+            if (end != NULL && *end == '\0')
+                f.since_ms = ms;
+            else
+                f.since_id = since;
+        }
+        if ((ctx = ids_ctx(req)) == NULL)
+            goto done;
+        call = host_ids_inbox_wait(api->ids, &who, seg[2], &f, strcmp(seg[3], "otp") == 0,
+                                   query_uint(req, "wait", 0, HOST_IDS_WAIT_MAX_MS / 1000) * 1000, on_ids_answer, ctx);
+    } else if (nseg <= 5) {
+        send_error(req, 405, "method_not_allowed", NULL, "not allowed here");
+        goto done;
+    } else {
+        send_error(req, 404, "not_found", NULL, "no such endpoint");
+        goto done;
+    }
+    ids_pending(req, ctx, call);
+done:
+    if (mp.base != NULL)
+        sodium_memzero(mp.base, mp.len);
+    if (req->entity.base != NULL)
+        sodium_memzero((char *)req->entity.base, req->entity.len);
+    cr_buf_free(&mp);
+}
+
 static int on_req(h2o_handler_t *self, h2o_req_t *req)
 {
     host_api_t *api = *(host_api_t **)(self + 1);
     host_session_t *tok = NULL, *s;
-    char seg[4][128];
+    char seg[5][128];
     size_t nseg = 0;
     const char *p = req->path_normalized.base, *end = p + req->path_normalized.len;
     ssize_t auth;
@@ -802,7 +1005,7 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
         q = memchr(p, '/', (size_t)(end - p));
         if (q == NULL)
             q = end;
-        if (nseg == 4 || (size_t)(q - p) >= sizeof(seg[0])) {
+        if (nseg == 5 || (size_t)(q - p) >= sizeof(seg[0])) {
             send_error(req, 404, "not_found", NULL, "no such endpoint");
             return 0;
         }
@@ -851,7 +1054,11 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
             send_error(req, 405, "method_not_allowed", NULL, "not allowed here");
         return 0;
     }
-    if (strcmp(seg[1], "sessions") != 0) {
+    if (strcmp(seg[1], "identities") == 0 || strcmp(seg[1], "whoami") == 0) {
+        h_identities(api, req, tok, seg, nseg);
+        return 0;
+    }
+    if (strcmp(seg[1], "sessions") != 0 || nseg > 4) {
         send_error(req, 404, "not_found", NULL, "no such endpoint");
         return 0;
     }

@@ -23,6 +23,11 @@ int host_api_start(host_api_t **out, host_t *h, uv_loop_t *loop, const char *soc
  * configured"). pair stays the caller's and must outlive the API's requests: free it after host_api_close. */
 void host_api_set_pair(host_api_t *api, host_pair_t *pair);
 
+/* Serves /v1/identities… and /v1/whoami with ids (host_ids.h; NULL: answered 503). ids stays the caller's and must
+ * outlive the API's requests: free it after host_api_close. */
+struct st_host_ids_t;
+void host_api_set_ids(host_api_t *api, struct st_host_ids_t *ids);
+
 /* Wakes the long polls of session s (wire it to host_hooks_t.on_event). */
 void host_api_notify(host_session_t *s, void *api);
 

@@ -18,6 +18,7 @@
 typedef struct st_host_relay_action_t {
     struct st_host_relay_action_t *next;
     char id[HOST_LINK_CURSOR_MAX];
+    char note_idn[64];                        /* a note: the identity whose inbox has mail ("" for an action) */
     size_t len;
     char act[]; /* the envelope */
 } host_relay_action_t;
@@ -30,6 +31,8 @@ struct st_host_relay_t {
     uv_timer_t gather;                       /* events of the next HOST_RELAY_GATHER_MS go out in one batch */
     uint64_t acked_saved_ms;                 /* when outbox/acked was last written (loop time) */
     host_relay_action_t *queue, **queue_tail; /* oldest first */
+    void (*on_inbox)(const char *idn, void *data); /* host_relay_on_inbox */
+    void *inbox_data;
     int closing;                             /* handles still to close before r is freed */
     char cursor_path[PATH_MAX];
 };
@@ -213,7 +216,12 @@ static void on_defer(uv_timer_t *t)
     while (r->link != NULL && (a = r->queue) != NULL) {
         if ((r->queue = a->next) == NULL)
             r->queue_tail = &r->queue;
-        apply_action(r, a->id, a->act, a->len);
+        if (a->note_idn[0] != '\0') {
+            if (r->on_inbox != NULL)
+                r->on_inbox(a->note_idn, r->inbox_data);
+        } else {
+            apply_action(r, a->id, a->act, a->len);
+        }
         /* applied, refused or skipped: either way it must not block the stream */
         if (host_link_ack(r->link, a->id) != 0)
             cr_log(CR_LOG_WARN, "relay: cannot confirm action %s: %s", a->id, cr_error_last()->message);
@@ -230,12 +238,35 @@ static void on_action(const char *id, const char *act, size_t act_len, void *dat
         return;
     }
     a->next = NULL;
+    a->note_idn[0] = '\0';
     snprintf(a->id, sizeof(a->id), "%s", id);
     a->len = act_len;
     memcpy(a->act, act, act_len);
     *r->queue_tail = a;
     r->queue_tail = &a->next;
     uv_timer_start(&r->defer, on_defer, 0, 0);
+}
+
+/* Mail for an identity: it joins the actions' queue so that cursors are confirmed in order; the fetch itself goes
+ * by the identity's own inbox cursor, so a note confirmed before its mail was fetched loses nothing. */
+static void on_note(const char *id, const char *n, const char *idn, const char *mid, void *data)
+{
+    host_relay_t *r = data;
+    host_relay_action_t *a;
+    (void)mid;
+    if (strcmp(n, "inbox") != 0 || (a = calloc(1, sizeof(*a))) == NULL)
+        return; /* not ours, or out of memory: a later ack covers it, and the next fetch of the inbox finds the mail */
+    snprintf(a->id, sizeof(a->id), "%s", id);
+    snprintf(a->note_idn, sizeof(a->note_idn), "%s", idn);
+    *r->queue_tail = a;
+    r->queue_tail = &a->next;
+    uv_timer_start(&r->defer, on_defer, 0, 0);
+}
+
+void host_relay_on_inbox(host_relay_t *r, void (*cb)(const char *idn, void *data), void *data)
+{
+    r->on_inbox = cb;
+    r->inbox_data = data;
 }
 
 static void on_cursor(const char *cursor, void *data)
@@ -274,6 +305,7 @@ int host_relay_new(host_relay_t **out, host_t *h, const host_relay_config_t *con
         .on_acked = on_acked,
         .on_rejected = on_rejected,
         .on_action = on_action,
+        .on_note = on_note,
         .on_cursor = on_cursor,
         .backlog = on_backlog,
         .on_state = on_state,

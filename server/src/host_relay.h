@@ -30,6 +30,10 @@ int host_relay_new(host_relay_t **out, host_t *h, const host_relay_config_t *con
 /* The hooks.on_emitted of the host: tells the link the outbox has new events. data is the host_relay_t. */
 void host_relay_kick(void *data);
 
+/* Calls cb(idn, data) from the loop whenever the relay says mail arrived for identity idn (a note on the
+ * downlink). */
+void host_relay_on_inbox(host_relay_t *r, void (*cb)(const char *idn, void *data), void *data);
+
 /* The link's state for display. */
 void host_relay_status(const host_relay_t *r, host_link_status_t *out);
 

@@ -424,6 +424,19 @@ static void host_link__on_dl_timer(uv_timer_t *t)
     host_link__open_downlink(l);
 }
 
+/* Copies the str `key` of frame f into out. Returns 0, or -1 when it is absent, not a str or too long. */
+static int host_link__str(cr_span_t f, const char *key, char *out, size_t outlen)
+{
+    cr_span_t v;
+    cr_mp_item_t m;
+    if (cr_mp_map_get(f.base, f.len, key, &v) != 0 || cr_mp_read(v.base, v.base + v.len, &m) == 0 ||
+        m.type != MSGPACK_OBJECT_STR || m.bytes.len >= outlen)
+        return -1;
+    memcpy(out, m.bytes.base, m.bytes.len);
+    out[m.bytes.len] = '\0';
+    return 0;
+}
+
 /* One frame of the stream. Returns 0, or -1 when the stream is bad (it is then dropped and reopened). */
 static int host_link__frame(host_link_t *l, cr_span_t f)
 {
@@ -433,13 +446,24 @@ static int host_link__frame(host_link_t *l, cr_span_t f)
     if (cr_mp_map_get(f.base, f.len, "k", &v) != 0 || cr_mp_read(v.base, v.base + v.len, &m) == 0 ||
         m.type != MSGPACK_OBJECT_STR)
         return cr_mp_map_get(f.base, f.len, "error", &v) == 0 ? -1 : 0; /* an error frame ends the stream */
-    if (!cr_span_eq(m.bytes, "act", 3))
-        return 0; /* ping, note and kinds of later versions */
+    int is_note = cr_span_eq(m.bytes, "note", 4);
+    if (!cr_span_eq(m.bytes, "act", 3) && !is_note)
+        return 0; /* ping and kinds of later versions */
     if (cr_mp_map_get(f.base, f.len, "id", &v) != 0 || cr_mp_read(v.base, v.base + v.len, &m) == 0 ||
         m.type != MSGPACK_OBJECT_STR || m.bytes.len >= sizeof(id))
         return -1;
     memcpy(id, m.bytes.base, m.bytes.len);
     id[m.bytes.len] = '\0';
+    if (is_note) {
+        char n[16], idn[64], mid[HOST_LINK_CURSOR_MAX];
+        if (!host_link__is_cursor(id) || host_link__str(f, "n", n, sizeof(n)) != 0 ||
+            host_link__str(f, "idn", idn, sizeof(idn)) != 0 || host_link__str(f, "mid", mid, sizeof(mid)) != 0)
+            return -1;
+        memcpy(l->cursor, id, sizeof(id));
+        if (l->cbs.on_note != NULL)
+            l->cbs.on_note(id, n, idn, mid, l->data);
+        return 0;
+    }
     if (!host_link__is_cursor(id) || cr_mp_map_get(f.base, f.len, "act", &act) != 0 ||
         cr_mp_read(act.base, act.base + act.len, &m) == 0 || m.type != MSGPACK_OBJECT_MAP)
         return -1;

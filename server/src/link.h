@@ -34,6 +34,9 @@ typedef struct st_host_link_cbs_t {
     /* An action arrived: id is its stream cursor, act its envelope (a msgpack map, checked against the limits but
      * not decoded), valid during the call. Confirm it with host_link_ack(id) once applied. Required. */
     void (*on_action)(const char *id, const char *act, size_t act_len, void *data);
+    /* A note arrived (n "inbox": message mid waits in the inbox of identity idn): id is its stream cursor, confirm it
+     * with host_link_ack like an action. May be NULL (notes are then skipped; a later ack covers them). */
+    void (*on_note)(const char *id, const char *n, const char *idn, const char *mid, void *data);
     /* The relay has recorded cursor as applied: persist it (it is the `after` of the next start). May be NULL. */
     void (*on_cursor)(const char *cursor, void *data);
     /* The number of envelopes waiting in the outbox, for the status. May be NULL. */

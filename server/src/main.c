@@ -6,6 +6,7 @@
 #include "corral/log.h"
 #include "host.h"
 #include "host_api.h"
+#include "host_ids.h"
 #include "host_relay.h"
 #include "pair.h"
 #include <errno.h>
@@ -52,8 +53,19 @@ typedef struct st_daemon_t {
     host_api_t *api;
     host_relay_t *relay; /* NULL without relay.url and relay.token */
     host_pair_t *pair;   /* POST /v1/pair's pairing codes; NULL without relay.url and relay.token */
+    host_ids_t *ids;     /* identities: their vaults on the relay, their inboxes here */
     uv_signal_t sig_term, sig_int;
 } daemon_t;
+
+static void on_inbox_note(const char *idn, void *data)
+{
+    host_ids_fetch(data, idn);
+}
+
+static void identity_env(const char *name, char *email, size_t email_len, char *phone, size_t phone_len, void *data)
+{
+    host_ids_env(data, name, email, email_len, phone, phone_len);
+}
 
 static void on_shutdown_done(void *data)
 {
@@ -183,6 +195,20 @@ int main(int argc, char **argv)
         }
         host_api_set_pair(d.api, d.pair);
     }
+    {
+        host_ids_config_t iconf = {home, cr_config_str(&conf, "relay.url"), cr_config_str(&conf, "relay.token"),
+                                   cr_config_str(&conf, "relay.ca_file")};
+        if (host_ids_new(&d.ids, d.host, &iconf) != 0) {
+            fprintf(stderr, PROGRAM ": identities: %s\n", cr_error_last()->message);
+            goto done_loop;
+        }
+        host_api_set_ids(d.api, d.ids);
+        d.host->hooks.identity_env = identity_env;
+        d.host->hooks.identity_data = d.ids;
+        if (d.relay != NULL)
+            host_relay_on_inbox(d.relay, on_inbox_note, d.ids);
+        host_ids_fetch(d.ids, NULL); /* mail that came while corrald was down */
+    }
     uv_signal_init(&d.loop, &d.sig_term);
     uv_signal_init(&d.loop, &d.sig_int);
     d.sig_term.data = d.sig_int.data = &d;
@@ -198,6 +224,7 @@ done_loop:
     host_relay_free(d.relay);
     host_api_close(d.api);
     host_pair_free(d.pair); /* after the API: a pairing request in flight is answered, then the client closes */
+    host_ids_free(d.ids);
     host_free(d.host);
     drain(&d.loop);
     host_api_free(d.api);
