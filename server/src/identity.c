@@ -992,6 +992,10 @@ static int identity_dir(char *out, size_t outlen, const char *root, const char *
     return 0;
 }
 
+typedef struct st_idx_t idx_t; /* the in-memory index of an inbox: see host_inbox_find */
+static idx_t *idx_find(const char *dir);
+static int idx_insert(idx_t *x, const host_inbox_msg_t *m);
+
 int host_inbox_save(const char *root, const char *name, const host_inbox_msg_t *m)
 {
     char dir[PATH_MAX], file[HOST_INBOX_ID_MAX + 8], path[PATH_MAX];
@@ -1013,6 +1017,12 @@ int host_inbox_save(const char *root, const char *name, const host_inbox_msg_t *
         rc = cr_write_atomic(dir, file, json.base, json.len, 0600, 1);
     }
     cr_buf_free(&json);
+    if (rc == 0) {
+        idx_t *x;
+        dir[strlen(dir) - 6] = '\0'; /* the identity's directory, without /inbox */
+        if ((x = idx_find(dir)) != NULL && idx_insert(x, m) != 0)
+            cr_log(CR_LOG_WARN, "identity %s: %s (the message is stored)", name, cr_error_last()->message);
+    }
     return rc;
 }
 
@@ -1214,42 +1224,219 @@ static int contains_ci(const char *hay, const char *needle)
     return 0;
 }
 
+/* ---- the index host_inbox_find searches ------------------------------------------------------------------------
+ * Reading every <msgid>.json for each long poll costs O(inbox) file reads: with thousands of messages that is tens of
+ * milliseconds per mail. So each identity's inbox is read once per process into a small in-memory index (id, times,
+ * subject, from, whether it has a code) and kept up to date by host_inbox_save; each session's given marks likewise
+ * by host_inbox_mark_given. corrald is the only writer of a root (see the header), so the index cannot go stale. */
+
+typedef struct st_idx_msg_t {
+    char id[HOST_INBOX_ID_MAX + 1];
+    uint64_t received;
+    char *subject, *from;
+    int has_otp;
+} idx_msg_t;
+
+typedef struct st_idx_given_t {
+    char *session;
+    char **ids; /* sorted, malloc'd each */
+    size_t n, cap;
+} idx_given_t;
+
+struct st_idx_t {
+    char dir[PATH_MAX];
+    idx_msg_t *m; /* by (received, id) */
+    size_t n, cap;
+    idx_given_t *gv;
+    size_t ngv;
+    struct st_idx_t *next;
+};
+
+static idx_t *indexes;
+
+static int idx_cmp(const idx_msg_t *x, uint64_t received, const char *id)
+{
+    if (x->received != received)
+        return x->received < received ? -1 : 1;
+    return strcmp(x->id, id);
+}
+
+static int idx_insert(idx_t *x, const host_inbox_msg_t *m)
+{
+    size_t lo = 0, hi = x->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = idx_cmp(&x->m[mid], m->received, m->id);
+        if (c == 0)
+            return 0;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (x->n == x->cap) {
+        size_t ncap = x->cap == 0 ? 64 : x->cap * 2;
+        idx_msg_t *m2 = realloc(x->m, ncap * sizeof(*m2));
+        if (m2 == NULL)
+            return cr_error_set(CR_ENOMEM, NULL, "out of memory indexing the inbox");
+        x->m = m2, x->cap = ncap;
+    }
+    idx_msg_t e;
+    memset(&e, 0, sizeof(e));
+    snprintf(e.id, sizeof(e.id), "%s", m->id);
+    e.received = m->received;
+    e.has_otp = m->otp != NULL;
+    if ((e.subject = strdup(m->subject != NULL ? m->subject : "")) == NULL ||
+        (e.from = strdup(m->from != NULL ? m->from : "")) == NULL) {
+        free(e.subject);
+        return cr_error_set(CR_ENOMEM, NULL, "out of memory indexing the inbox");
+    }
+    memmove(&x->m[lo + 1], &x->m[lo], (x->n - lo) * sizeof(*x->m));
+    x->m[lo] = e;
+    ++x->n;
+    return 0;
+}
+
+static idx_t *idx_find(const char *dir)
+{
+    for (idx_t *x = indexes; x != NULL; x = x->next)
+        if (strcmp(x->dir, dir) == 0)
+            return x;
+    return NULL;
+}
+
+/* The index of identity name under root, read from disk on first use. Returns 0 or the errors of host_inbox_list. */
+static int idx_get(idx_t **out, const char *root, const char *name)
+{
+    char dir[PATH_MAX];
+    host_inbox_msg_t *list;
+    size_t n;
+    idx_t *x;
+    int rc;
+    if ((rc = identity_dir(dir, sizeof(dir), root, name)) != 0)
+        return rc;
+    if ((*out = idx_find(dir)) != NULL)
+        return 0;
+    if ((rc = host_inbox_list(&list, &n, root, name, NULL)) != 0)
+        return rc;
+    if ((x = calloc(1, sizeof(*x))) == NULL) {
+        host_inbox_list_free(list, n);
+        return cr_error_set(CR_ENOMEM, NULL, "out of memory indexing the inbox");
+    }
+    snprintf(x->dir, sizeof(x->dir), "%s", dir);
+    for (size_t i = 0; i < n && rc == 0; i++)
+        rc = idx_insert(x, &list[i]);
+    host_inbox_list_free(list, n);
+    x->next = indexes;
+    indexes = x; /* kept even after a failed insert: what it holds is right, a retry reads the rest */
+    *out = x;
+    return rc;
+}
+
+static int given_insert(idx_given_t *g, const char *id)
+{
+    size_t lo = 0, hi = g->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        int c = strcmp(g->ids[mid], id);
+        if (c == 0)
+            return 0;
+        if (c < 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    if (g->n == g->cap) {
+        size_t ncap = g->cap == 0 ? 16 : g->cap * 2;
+        char **i2 = realloc(g->ids, ncap * sizeof(*i2));
+        if (i2 == NULL)
+            return cr_error_set(CR_ENOMEM, NULL, "out of memory");
+        g->ids = i2, g->cap = ncap;
+    }
+    char *c = strdup(id);
+    if (c == NULL)
+        return cr_error_set(CR_ENOMEM, NULL, "out of memory");
+    memmove(&g->ids[lo + 1], &g->ids[lo], (g->n - lo) * sizeof(*g->ids));
+    g->ids[lo] = c;
+    ++g->n;
+    return 0;
+}
+
+static int given_contains(const idx_given_t *g, const char *id)
+{
+    return g->n > 0 && bsearch(&id, g->ids, g->n, sizeof(*g->ids), cmp_strp) != NULL;
+}
+
+/* The given marks of session in index x, read from disk on first use. Returns 0 with *out set, or an error. */
+static int idx_given(idx_given_t **out, idx_t *x, const char *session)
+{
+    given_t g;
+    idx_given_t *v;
+    int rc;
+    for (size_t i = 0; i < x->ngv; i++)
+        if (strcmp(x->gv[i].session, session) == 0) {
+            *out = &x->gv[i];
+            return 0;
+        }
+    if ((rc = given_load(&g, x->dir, session)) != 0)
+        return rc;
+    if ((v = realloc(x->gv, (x->ngv + 1) * sizeof(*v))) == NULL) {
+        given_free(&g);
+        return cr_error_set(CR_ENOMEM, NULL, "out of memory");
+    }
+    x->gv = v;
+    v = &x->gv[x->ngv];
+    memset(v, 0, sizeof(*v));
+    if ((v->session = strdup(session)) == NULL) {
+        given_free(&g);
+        return cr_error_set(CR_ENOMEM, NULL, "out of memory");
+    }
+    ++x->ngv;
+    for (size_t i = 0; i < g.n && rc == 0; i++)
+        rc = given_insert(v, g.ids[i]);
+    given_free(&g);
+    *out = v;
+    return rc;
+}
+
 int host_inbox_find(host_inbox_msg_t *out, const char *root, const char *name, const host_inbox_filter_t *f)
 {
-    host_inbox_msg_t *list;
-    size_t n, after = 0; /* with since_id: only list[after..) */
+    idx_t *x;
+    idx_given_t *gv = NULL;
+    size_t after = 0; /* with since_id: only x->m[after..) */
     int has_since = f->since_ms != 0 || (f->since_id != NULL && f->since_id[0] != '\0');
     int rc;
-    char pr[300];
+    char pr[300], path[PATH_MAX];
     if (f->since_id != NULL && f->since_id[0] != '\0' && (rc = msgid_check(f->since_id, "since")) != 0)
         return rc;
-    if ((rc = host_inbox_list(&list, &n, root, name, has_since ? NULL : f->session)) != 0)
+    if (!has_since && f->session != NULL && (rc = session_check(f->session)) != 0)
+        return rc;
+    if ((rc = idx_get(&x, root, name)) != 0)
+        return rc;
+    if (!has_since && f->session != NULL && (rc = idx_given(&gv, x, f->session)) != 0)
         return rc;
     if (f->since_id != NULL && f->since_id[0] != '\0') {
         size_t i;
-        for (i = 0; i < n && strcmp(list[i].id, f->since_id) != 0; i++)
+        for (i = 0; i < x->n && strcmp(x->m[i].id, f->since_id) != 0; i++)
             ;
-        if (i == n) {
-            rc = cr_error_set(CR_ENOTFOUND, "since", "the inbox of %s holds no message %s", name, printable(pr, f->since_id));
-            goto done;
-        }
+        if (i == x->n)
+            return cr_error_set(CR_ENOTFOUND, "since", "the inbox of %s holds no message %s", name, printable(pr, f->since_id));
         after = i + 1;
     }
-    rc = cr_error_set(CR_ENOTFOUND, NULL, "no matching message in the inbox of %s", name);
-    for (size_t k = after; k < n; k++) {
-        host_inbox_msg_t *m = &list[f->newest ? n - 1 - (k - after) : k];
-        if ((f->since_ms != 0 && m->received <= f->since_ms) || m->given || (f->need_otp && m->otp == NULL) ||
-            !contains_ci(m->subject, f->subject_contains) || !contains_ci(m->from, f->from_contains))
+    for (size_t k = after; k < x->n; k++) {
+        const idx_msg_t *m = &x->m[f->newest ? x->n - 1 - (k - after) : k];
+        if ((f->since_ms != 0 && m->received <= f->since_ms) || (gv != NULL && given_contains(gv, m->id)) ||
+            (f->need_otp && !m->has_otp) || !contains_ci(m->subject, f->subject_contains) ||
+            !contains_ci(m->from, f->from_contains))
             continue;
-        *out = *m;
-        memset(m, 0, sizeof(*m)); /* now owned by out */
+        if ((rc = path_fmt(path, sizeof(path), "%s/inbox/%s.json", x->dir, m->id)) != 0 ||
+            (rc = load_msg(out, path, m->id)) != 0)
+            return rc;
+        out->given = 0;
         cr_error_clear();
-        rc = 0;
-        break;
+        return 0;
     }
-done:
-    host_inbox_list_free(list, n);
-    return rc;
+    return cr_error_set(CR_ENOTFOUND, NULL, "no matching message in the inbox of %s", name);
 }
 
 int host_inbox_is_given(const char *root, const char *name, const char *session, const char *msgid)
@@ -1258,7 +1445,13 @@ int host_inbox_is_given(const char *root, const char *name, const char *session,
     given_t g;
     int rc;
     if ((rc = session_check(session)) != 0 || (rc = msgid_check(msgid, "id")) != 0 ||
-        (rc = identity_dir(dir, sizeof(dir), root, name)) != 0 || (rc = given_load(&g, dir, session)) != 0)
+        (rc = identity_dir(dir, sizeof(dir), root, name)) != 0)
+        return rc;
+    idx_t *x = idx_find(dir);
+    for (size_t i = 0; x != NULL && i < x->ngv; i++)
+        if (strcmp(x->gv[i].session, session) == 0)
+            return given_contains(&x->gv[i], msgid);
+    if ((rc = given_load(&g, dir, session)) != 0)
         return rc;
     rc = given_has(&g, msgid);
     given_free(&g);
@@ -1309,6 +1502,14 @@ int host_inbox_mark_given(const char *root, const char *name, const char *sessio
     }
     if (st.st_size == 0)
         rc = cr_fsync_dir(dir);
+    if (rc == 0) {
+        idx_t *x;
+        dir[strlen(dir) - 6] = '\0'; /* without /given */
+        if ((x = idx_find(dir)) != NULL)
+            for (size_t i = 0; i < x->ngv; i++)
+                if (strcmp(x->gv[i].session, session) == 0 && given_insert(&x->gv[i], msgid) != 0)
+                    rc = CR_ENOMEM;
+    }
 done:
     close(fd);
     return rc;
