@@ -8,6 +8,7 @@
 #include "corral/json.h"
 #include "corral/log.h"
 #include "corral/mp.h"
+#include "corral/seal.h"
 #include <inttypes.h>
 #include <limits.h>
 #include <msgpack.h>
@@ -918,6 +919,43 @@ static void cursor_path(host_ids_t *ids, const char *name, char *out, size_t out
 
 static void fetch_start(host_ids_t *ids, const char *name);
 
+/* Tells each session bound to the identity that a message came: an inbox.message event (pri 1) whose body {channel,
+ * from, subject} is sealed with the team key (DESIGN.md §2.1), so the relay, which stores and fans out events, never
+ * holds a mail's words in plaintext; a paired phone opens it with K. */
+static void announce(host_ids_t *ids, const host_identity_t *idn, const host_inbox_msg_t *m)
+{
+    unsigned char *k = NULL;
+    if (ids->team[0] == '\0' || host_team_key_load(&k, ids->home) != 0)
+        return;
+    for (host_session_t *s = ids->host->sessions; s != NULL; s = s->next) {
+        cr_buf_t body, box, bin;
+        uint8_t ad[CR_SEAL_AD_MAX];
+        static const char kind[] = "inbox.message";
+        if (strcmp(s->rec->identity, idn->name) != 0)
+            continue;
+        cr_buf_init(&body, 64u << 10);
+        cr_buf_init(&box, 128u << 10);
+        cr_buf_init(&bin, 128u << 10);
+        cr_mpw_map(&body, 3);
+        w_str(&body, "channel", strcmp(m->kind, "sms") == 0 ? "sms" : "email");
+        CR_MPW_LIT(&body, "from"), cr_mpw_str(&body, m->from, strnlen(m->from, 1000));
+        CR_MPW_LIT(&body, "subject"), cr_mpw_str(&body, m->subject, strnlen(m->subject, 1000));
+        size_t adlen = cr_seal_ad_event(ad, ids->team, (cr_span_t){s->rec->sid, strlen(s->rec->sid)}, s->rec->last_seq + 1,
+                                        (cr_span_t){kind, sizeof(kind) - 1});
+        if (cr_seal(&box, k, ad, adlen, body.base, body.len, NULL) == 0) {
+            /* a msgpack bin: the store and the relay see a sealed body */
+            uint8_t h[5] = {0xc6, (uint8_t)(box.len >> 24), (uint8_t)(box.len >> 16), (uint8_t)(box.len >> 8), (uint8_t)box.len};
+            if (cr_buf_append(&bin, h, 5) == 0 && cr_buf_append(&bin, box.base, box.len) == 0)
+                host_emit(s, kind, 1, bin.base, bin.len);
+        }
+        sodium_memzero(body.base, body.len);
+        cr_buf_free(&body);
+        cr_buf_free(&box);
+        cr_buf_free(&bin);
+    }
+    host_secure_free(k);
+}
+
 /* A page of sealed messages: open, store, move the cursor, wake the long polls, and fetch on when it was full. */
 static void on_inbox_page(host_ids_call_t *c, long status, const char *mp, size_t len, const char *err)
 {
@@ -976,6 +1014,7 @@ static void on_inbox_page(host_ids_call_t *c, long status, const char *mp, size_
                     break; /* the cursor stays before it: fetched again next time */
                 } else {
                     ++stored;
+                    announce(ids, &c->idn, &m);
                 }
                 host_inbox_msg_clear(&m);
                 if (plain.base != NULL)

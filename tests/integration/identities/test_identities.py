@@ -172,6 +172,29 @@ class Identities(unittest.TestCase):
         self.assertEqual(open(os.path.join(self.find_worktree("s-alice"), "cross.txt")).read(), "404 not_found")
         type(self).alice, type(self).bob = a, b
 
+    def test_1b_phone_sees_sealed_inbox_message(self):
+        """The session bound to alice-bot gets an inbox.message event whose body is sealed with the team key: the relay
+        (and so Redis) holds neither sender nor subject in plaintext, and a phone with K opens it."""
+        sys.path.insert(0, os.path.join(SRC, "proto", "vectors"))
+        import make_vectors as mv  # an independent pure-Python XChaCha20-Poly1305
+        sid = [x for x in json.loads(self.corral("ls", "--json").stdout)["sessions"] if x["name"] == "s-alice"][0]["sid"]
+        team = open(os.path.join(self.home, "identities", ".team")).read().strip()
+        key = open(os.path.join(self.home, "team.key"), "rb").read()
+
+        def sealed_event():
+            st, body = http("GET", "%s/v1/sessions/%s/events?limit=1000" % (self.relay_url, sid), token=self.admin)
+            self.assertEqual(st, 200, body)
+            evs = [e["e"] for e in json.loads(body)["events"] if e["e"]["k"] == "inbox.message"]
+            return evs[0] if evs else None
+        ev = wait_until(sealed_event, 15, "the inbox.message event on the relay")
+        self.assertEqual(ev["idn"], "alice-bot")
+        box = base64.b64decode(ev["b"]["$bin"])
+        self.assertEqual(box[0], 1)
+        plain = mv.xchacha20poly1305_decrypt(key, box[1:25], box[25:], mv.ad_event(team, sid, ev["seq"], "inbox.message"))
+        self.assertIn(b"Your Acme verification code", plain)
+        self.assertIn(b"email", plain)
+        self.assertNotIn(b"Acme verification", json.dumps(ev).encode())
+
     def test_2_sms_through_twilio(self):
         agent = os.path.join(SRC, "tests", "integration", "identities", "signup_agent.py")
         self.corral("identity", "create", "carol-bot")
@@ -281,6 +304,7 @@ class Identities(unittest.TestCase):
         msg = json.loads(self.corral("inbox", "--identity", "alice-bot", "--subject", "broken", "--wait", "10",
                                      "--json").stdout)["message"]
         self.assertEqual(msg["subject"], "broken mime")
+        self.assertIn("malformed", msg["flags"])
         eml = os.path.join(self.home, "identities", "alice-bot", "inbox", msg["id"] + ".eml")
         self.assertEqual(open(eml, "rb").read().replace(b"\r\n", b"\n"), raw.encode().replace(b"\r\n", b"\n"))
         # HTTP inbound mail: a bad signature is 403, a good one stores
@@ -294,6 +318,19 @@ class Identities(unittest.TestCase):
         self.assertEqual(st, 202, resp)
         self.assertEqual(self.corral("otp", "--identity", "bob-bot", "--subject", "via http", "--wait", "10").stdout.strip(),
                          "424242")
+
+    def test_4b_two_teams_one_address(self):
+        relay = os.path.join(BIN, "corral-relay")
+        subprocess.check_output([relay, "admin", "team", "create", "other"], env=self.st.relay_env)
+        tok = subprocess.check_output([relay, "admin", "token", "create", "--team", "other", "--kind", "host"],
+                                      env=self.st.relay_env).decode().strip()
+        rec = {"name": "alice-bot", "id": "idn_other1", "pk": "A" * 43, "wsk": "B" * 98, "wvk": "C" * 98}
+        st, body = http("POST", self.relay_url + "/v1/identities", rec, token=tok)
+        self.assertEqual(st, 409, body)
+        self.assertEqual(json.loads(body)["error"]["field"], "email")
+        # nor can the other team see the first team's identity
+        st, body = http("GET", self.relay_url + "/v1/identities/alice-bot", token=tok)
+        self.assertEqual(st, 404, body)
 
     def test_5_suspend_restart_resume(self):
         before = [m["subject"] for m in json.loads(self.corral("inbox", "--list", "--identity", "alice-bot", "--json")
