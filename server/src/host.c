@@ -7,6 +7,7 @@
 #include "corral/mp.h"
 #include "corral/ulid.h"
 #include <errno.h>
+#include <sodium.h>
 #include <fcntl.h>
 #include <ftw.h>
 #include <stdio.h>
@@ -62,13 +63,45 @@ static int body_bool(const char *b, size_t len, const char *key)
 
 /* ---- emitting ------------------------------------------------------------------------------------------------ */
 
+/* Forgets the injected values of s's last agent. */
+static void mask_clear(host_session_t *s)
+{
+    for (size_t i = 0; i < s->nmask; ++i)
+        sodium_free(s->mask[i]);
+    s->nmask = 0;
+}
+
 int host_emit(host_session_t *s, const char *kind, int pri, const char *body, size_t len)
 {
     host_t *h = s->host;
     cr_buf_t out;
+    char *masked = NULL;
     int rc;
+    /* an agent that prints an injected secret must not put it in an event: each occurrence becomes '*'s of the same
+     * length, which keeps the msgpack (a str's bytes) valid */
+    for (size_t i = 0; i < s->nmask && body != NULL; ++i) {
+        size_t vl = strlen(s->mask[i]);
+        const char *hit;
+        if (vl < 4)
+            continue;
+        while ((hit = memmem(masked != NULL ? masked : body, len, s->mask[i], vl)) != NULL) {
+            if (masked == NULL) {
+                if ((masked = malloc(len)) == NULL)
+                    return cr_error_set(CR_ENOMEM, NULL, "out of memory"), -1;
+                memcpy(masked, body, len);
+                hit = masked + (hit - body);
+            }
+            memset((char *)hit, '*', vl);
+        }
+    }
+    if (masked != NULL)
+        body = masked;
     cr_buf_init(&out, 1u << 20);
     rc = host_store_emit(&out, s->rec, kind, pri, body, len, NULL);
+    if (masked != NULL) {
+        explicit_bzero(masked, len);
+        free(masked);
+    }
     cr_buf_free(&out);
     if (rc != 0) {
         cr_log_sid(CR_LOG_ERROR, s->rec->sid, "cannot emit %s: %s", kind, cr_error_last()->message);
@@ -122,6 +155,7 @@ static void session_free(host_session_t *s)
         host_agent_free(s->agent);
     host_store_session_free(s->rec);
     free(s->ask_answer);
+    mask_clear(s);
     free(s);
 }
 
@@ -313,8 +347,9 @@ static int start_agent(host_session_t *s, const char *prompt)
     host_agent_opts_t o = {0};
     host_agent_cb_t cb = {on_agent_event, on_agent_resume_id, on_agent_turn_end, on_agent_exit};
     char e_sid[96], e_tok[96], e_url[PATH_MAX + 32], e_idn[96], e_mail[320], e_phone[64];
-    char *with_idn = NULL;
-    const char *env[7];
+    char *with_idn = NULL, *inject[HOST_INJECT_MAX];
+    size_t ninject = 0;
+    const char *env[7 + HOST_INJECT_MAX];
     size_t n = 0;
     int rc;
 
@@ -343,6 +378,13 @@ static int start_agent(host_session_t *s, const char *prompt)
         env[n++] = e_idn;
         if (h->hooks.identity_env != NULL)
             h->hooks.identity_env(r->identity, email, sizeof(email), phone, sizeof(phone), h->hooks.identity_data);
+        mask_clear(s);
+        if (h->hooks.identity_secrets != NULL) {
+            ninject = h->hooks.identity_secrets(r->identity, r->sid, inject, s->mask, HOST_INJECT_MAX, h->hooks.identity_data);
+            s->nmask = ninject;
+            for (size_t i = 0; i < ninject; ++i)
+                env[n++] = inject[i];
+        }
         snprintf(e_mail, sizeof(e_mail), "CORRAL_EMAIL=%s", email);
         snprintf(e_phone, sizeof(e_phone), "CORRAL_PHONE=%s", phone);
         env[n++] = e_mail;
@@ -372,6 +414,8 @@ static int start_agent(host_session_t *s, const char *prompt)
     rc = host_agent_start(&s->agent, h->loop, &o, &cb, s);
     explicit_bzero(e_tok, sizeof(e_tok));
     free(with_idn);
+    for (size_t i = 0; i < ninject; ++i)
+        sodium_free(inject[i]);
     if (rc != 0) {
         s->agent = NULL;
         memset(s->token, 0, sizeof(s->token));

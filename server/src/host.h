@@ -12,6 +12,7 @@
 #define HOST_TOKEN_LEN 52       /* "cst_" + 48 hex digits */
 #define HOST_STOP_GRACE_MS 5000 /* an agent asked to stop is killed after this long */
 #define HOST_DIFF_FILES_MAX 200 /* files listed in a diff.ready event */
+#define HOST_INJECT_MAX 32      /* secrets injected into one agent's environment, at most */
 
 typedef struct st_host_t host_t;
 typedef struct st_host_session_t host_session_t;
@@ -36,6 +37,8 @@ struct st_host_session_t {
     char ask_rid[32];            /* a `corral ask` question waiting for its reply ("" none) */
     char *ask_answer;            /* the reply to the last ask (owned), until the asker took it */
     char ask_answer_rid[32];
+    char *mask[HOST_INJECT_MAX]; /* injected secret values while its agent runs (sodium memory): masked in events */
+    size_t nmask;
     host_session_t *next;
 };
 
@@ -50,6 +53,10 @@ typedef struct st_host_hooks_t {
     /* The email address and phone number of identity name for a session's agent ("" none): CORRAL_EMAIL and
      * CORRAL_PHONE in its environment. */
     void (*identity_env)(const char *name, char *email, size_t email_len, char *phone, size_t phone_len, void *data);
+    /* The secrets of identity name marked for injection: "KEY=VALUE" strings into env[0..max) and the values into
+     * values[] (each sodium_malloc'd, freed by the caller with host_secure_free), the session's sid for the audit.
+     * Returns how many. */
+    size_t (*identity_secrets)(const char *name, const char *sid, char **env, char **values, size_t max, void *data);
     void *identity_data;
     /* Every agent has ended after host_shutdown. */
     void (*on_shutdown_done)(void *data);

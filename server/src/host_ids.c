@@ -17,6 +17,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <dirent.h>
+#include <errno.h>
+#include <unistd.h>
 
 #define RELAY_ANSWER_MAX (64u << 20) /* an inbox page of sealed mail */
 #define INBOX_PAGE "50"
@@ -36,6 +39,7 @@ struct st_host_ids_call_t {
     char actor[128];
     char sid[64];
     char *value; /* sodium memory: a secret value to seal */
+    char *blob;  /* the sealed value as sent (base64url), kept for the injection cache */
     size_t value_len;
     int inject, tries;
     uint64_t version;
@@ -95,6 +99,7 @@ static void call_free(host_ids_call_t *c)
 {
     if (c->value != NULL)
         host_secure_free(c->value);
+    free(c->blob);
     sodium_memzero(&c->keys, sizeof(c->keys));
     free(c);
 }
@@ -641,6 +646,27 @@ static unsigned char *vault_key(host_ids_call_t *c)
 
 static void secret_put(host_ids_call_t *c);
 
+/* The injection cache: <root>/<name>/inject/<KEY> holds "<version> <sealed value, base64url>" of each secret marked for
+ * injection, the same ciphertext the relay keeps, so that an agent starts with its secrets at once (even with the
+ * relay away) without this host holding any plaintext at rest. keep 0 removes the key's entry. */
+static void inject_cache(host_ids_call_t *c, int keep)
+{
+    char dir[PATH_MAX + 80], line[HOST_SECRET_BLOB_MAX * 2];
+    snprintf(dir, sizeof(dir), "%s/%s/inject", c->ids->root, c->idn.name);
+    if (!keep || c->blob == NULL) {
+        char path[sizeof(dir) + HOST_SECRET_KEY_MAX + 2];
+        snprintf(path, sizeof(path), "%s/%s", dir, c->key);
+        if (unlink(path) != 0 && errno != ENOENT)
+            cr_log(CR_LOG_WARN, "identity %s: cannot remove %s: %s", c->idn.name, path, strerror(errno));
+        return;
+    }
+    int n = snprintf(line, sizeof(line), "%" PRIu64 " %s\n", c->version, c->blob);
+    if (n <= 0 || (size_t)n >= sizeof(line) || cr_mkdir_p(dir, 0700) != 0 ||
+        cr_write_atomic(dir, c->key, line, (size_t)n, 0600, 1) != 0)
+        cr_log(CR_LOG_WARN, "identity %s: secret %s is not cached for injection: %s", c->idn.name, c->key,
+               cr_error_last()->message);
+}
+
 static void on_put_answer(host_ids_call_t *c, long status, const char *mp, size_t len, const char *err)
 {
     char detail[200];
@@ -656,6 +682,7 @@ static void on_put_answer(host_ids_call_t *c, long status, const char *mp, size_
         return;
     }
     activity(c, "secret.write", detail, "ok");
+    inject_cache(c, c->inject);
     cr_buf_t b;
     cr_buf_init(&b, 1024);
     cr_mpw_map(&b, 2);
@@ -714,6 +741,8 @@ static void on_put_list(host_ids_call_t *c, long status, const char *mp, size_t 
     }
     cr_base64url_encode(b64, blob.base, blob.len);
     cr_buf_free(&blob);
+    free(c->blob);
+    c->blob = strdup(b64);
     cr_buf_init(&b, HOST_SECRET_BLOB_MAX * 2);
     cr_mpw_map(&b, 4);
     CR_MPW_LIT(&b, "version"), cr_mpw_uint(&b, c->version);
@@ -875,6 +904,8 @@ host_ids_call_t *host_ids_secret_list(host_ids_t *ids, const host_ids_who_t *who
 static void on_deleted(host_ids_call_t *c, long status, const char *mp, size_t len, const char *err)
 {
     activity(c, "secret.delete", c->key, status == 200 ? "ok" : "error");
+    if (status == 200)
+        inject_cache(c, 0);
     on_passthrough(c, status, mp, len, err);
 }
 
@@ -1346,6 +1377,127 @@ void host_ids_detach(host_ids_call_t *c)
             call_free(c);
             return;
         }
+}
+
+static void on_audit_posted(host_ids_call_t *c, long status, const char *mp, size_t len, const char *err)
+{
+    (void)mp, (void)len;
+    if (status != 201)
+        cr_log(CR_LOG_WARN, "identity %s: an audit record did not reach the relay: %s (it is in activity.csv)", c->idn.name,
+               err != NULL ? err : "?");
+    call_free(c);
+}
+
+/* Sends one audit record to the relay without waiting (the caller has it in activity.csv already). key is the key
+ * name and, where a value must be identified, its keyed hash ("KEY:v3:keyed-blake2b:…", never the value). */
+static void audit_post(host_ids_t *ids, const char *idn, const char *sid, const char *op, const char *key)
+{
+    host_ids_call_t *c;
+    cr_buf_t b;
+    char actor[96], k[200];
+    if (ids->http == NULL || (c = call_new(ids, NULL, NULL, NULL)) == NULL)
+        return;
+    c->detached = 1;
+    snprintf(c->idn.name, sizeof(c->idn.name), "%s", idn);
+    snprintf(actor, sizeof(actor), "corrald/session:%s", sid != NULL ? sid : "");
+    snprintf(k, sizeof(k), "%s", key);
+    for (char *p = k; *p != '\0'; ++p)
+        if (*p == ' ')
+            *p = ':';
+    cr_buf_init(&b, 4096);
+    cr_mpw_map(&b, 1);
+    CR_MPW_LIT(&b, "records");
+    cr_mpw_array(&b, 1);
+    cr_mpw_map(&b, 5);
+    w_str(&b, "actor", actor);
+    w_str(&b, "idn", idn);
+    w_str(&b, "op", op);
+    w_str(&b, "key", k);
+    w_str(&b, "outcome", "ok");
+    relay_send(c, "POST", "/v1/audit", &b, on_audit_posted);
+    cr_buf_free(&b);
+}
+
+size_t host_ids_secrets(host_ids_t *ids, const char *name, const char *sid, char **env, char **values, size_t max)
+{
+    host_ids_call_t *c;
+    unsigned char *vk;
+    char dir[PATH_MAX + 80];
+    DIR *d;
+    struct dirent *e;
+    size_t n = 0;
+    if (ids == NULL || name == NULL || (c = call_new(ids, NULL, NULL, NULL)) == NULL)
+        return 0;
+    c->detached = 1;
+    snprintf(c->actor, sizeof(c->actor), "corrald");
+    snprintf(c->sid, sizeof(c->sid), "%s", sid != NULL ? sid : "");
+    snprintf(dir, sizeof(dir), "%s/%s/inject", ids->root, name);
+    if (host_identity_load(&c->idn, ids->root, name) != 0 || (d = opendir(dir)) == NULL) {
+        call_free(c);
+        return 0;
+    }
+    if ((vk = vault_key(c)) == NULL) { /* answers nobody: the call is detached, and freed */
+        closedir(d);
+        return 0;
+    }
+    while ((e = readdir(d)) != NULL && n < max) {
+        char path[sizeof(dir) + 300], *buf = NULL, *space, *value = NULL;
+        size_t len = 0, vlen = 0;
+        uint64_t version;
+        cr_buf_t blob;
+        FILE *fp;
+        if (e->d_name[0] == '.' || host_secret_key_check(e->d_name) != 0)
+            continue;
+        snprintf(path, sizeof(path), "%s/%s", dir, e->d_name);
+        if ((fp = fopen(path, "r")) == NULL)
+            continue;
+        if (getline(&buf, &len, fp) <= 0 || (space = strchr(buf, ' ')) == NULL) {
+            fclose(fp);
+            free(buf);
+            continue;
+        }
+        fclose(fp);
+        version = strtoull(buf, NULL, 10);
+        space[1 + strcspn(space + 1, "\r\n")] = '\0';
+        cr_buf_init(&blob, HOST_SECRET_BLOB_MAX + 64);
+        if (cr_base64url_decode(&blob, space + 1, strlen(space + 1)) == 0 &&
+            host_secret_open(&value, &vlen, vk, ids->team, c->idn.id, e->d_name, version, blob.base, blob.len) == 0) {
+            size_t kl = strlen(e->d_name);
+            char *kv = sodium_malloc(kl + 1 + vlen + 1);
+            if (kv != NULL) {
+                memcpy(kv, e->d_name, kl);
+                kv[kl] = '=';
+                memcpy(kv + kl + 1, value, vlen + 1);
+                env[n] = kv;
+                values[n] = value;
+                value = NULL;
+                ++n;
+                /* the audit says which value the agent got by a keyed hash of it, never the value */
+                unsigned char *k = NULL, h[16];
+                char detail[300];
+                if (host_team_key_load(&k, ids->home) == 0) {
+                    crypto_generichash(h, sizeof(h), (const unsigned char *)values[n - 1], vlen, k, HOST_IDN_KEY_LEN);
+                    host_secure_free(k);
+                    snprintf(detail, sizeof(detail), "%.128s v%" PRIu64 " keyed-blake2b:", e->d_name, version);
+                    for (size_t i = 0; i < 8; ++i)
+                        snprintf(detail + strlen(detail), 3, "%02x", h[i]);
+                    snprintf(c->key, sizeof(c->key), "%.128s", e->d_name);
+                    activity(c, "secret.inject", detail, "ok");
+                    audit_post(ids, c->idn.name, sid, "secret.inject", detail);
+                }
+            }
+        } else {
+            cr_log(CR_LOG_WARN, "identity %s: the cached secret %s does not open; not injected", name, e->d_name);
+        }
+        if (value != NULL)
+            host_secure_free(value);
+        cr_buf_free(&blob);
+        free(buf);
+    }
+    closedir(d);
+    host_secure_free(vk);
+    call_free(c);
+    return n;
 }
 
 void host_ids_env(host_ids_t *ids, const char *name, char *email, size_t email_len, char *phone, size_t phone_len)

@@ -82,6 +82,12 @@ void host_ids_detach(host_ids_call_t *c);
  * inbox when idn is NULL (at start and after the link reconnects). */
 void host_ids_fetch(host_ids_t *ids, const char *idn);
 
+/* The secrets of identity name marked for injection, for an agent of session sid: "KEY=VALUE" into env[] and the
+ * values into values[] (sodium memory each: the caller frees both with host_secure_free once the agent started),
+ * at most max; each injection is in activity.csv with a keyed hash of the value. Read from the local cache of their
+ * ciphertexts (kept when they are written here), opened with the identity's vault key. Returns how many. */
+size_t host_ids_secrets(host_ids_t *ids, const char *name, const char *sid, char **env, char **values, size_t max);
+
 /* Fills the agent's environment for a session bound to identity name: CORRAL_EMAIL and CORRAL_PHONE into the two
  * buffers ("" when the identity is unknown or has none). */
 void host_ids_env(host_ids_t *ids, const char *name, char *email, size_t email_len, char *phone, size_t phone_len);

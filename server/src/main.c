@@ -67,6 +67,11 @@ static void identity_env(const char *name, char *email, size_t email_len, char *
     host_ids_env(data, name, email, email_len, phone, phone_len);
 }
 
+static size_t identity_secrets(const char *name, const char *sid, char **env, char **values, size_t max, void *data)
+{
+    return host_ids_secrets(data, name, sid, env, values, max);
+}
+
 static void on_shutdown_done(void *data)
 {
     daemon_t *d = data;
@@ -204,6 +209,7 @@ int main(int argc, char **argv)
         }
         host_api_set_ids(d.api, d.ids);
         d.host->hooks.identity_env = identity_env;
+        d.host->hooks.identity_secrets = identity_secrets;
         d.host->hooks.identity_data = d.ids;
         if (d.relay != NULL)
             host_relay_on_inbox(d.relay, on_inbox_note, d.ids);

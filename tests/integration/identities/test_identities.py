@@ -230,6 +230,21 @@ class Identities(unittest.TestCase):
         # corral run: injected as an environment variable, masked in the output
         r = self.corral("run", "--identity", "alice-bot", "--", "sh", "-c", 'echo "pw=$ACME_PASSWORD"; test -n "$ACME_PASSWORD"')
         self.assertEqual(r.stdout.strip(), "pw=****")
+        # a session of alice-bot gets the injected secret in its environment; what it prints of it is masked in events
+        self.corral("new", "use the password", "--name", "s-inject", "--agent", "shell", "--identity", "alice-bot",
+                    "--cmd", "sh -c 'printf %s \"$ACME_PASSWORD\" | sha256sum > pw.sha; echo \"pw=$ACME_PASSWORD\"; sleep 60'")
+        wt = self.find_worktree("s-inject")
+        got = wait_until(lambda: os.path.exists(os.path.join(wt, "pw.sha")) and open(os.path.join(wt, "pw.sha")).read(), 20,
+                         "the agent's pw.sha")
+        self.assertEqual(got.split()[0], hashlib.sha256((CANARY_SECRET + "-2").encode()).hexdigest())
+        log = wait_until(lambda: ("pw=" in self.corral("log", "s-inject").stdout) and self.corral("log", "s-inject").stdout,
+                         20, "the agent's output in its log")
+        self.assertIn("pw=" + "*" * len(CANARY_SECRET + "-2"), log)
+        self.assertNotIn(CANARY_SECRET, log)
+        act = open(os.path.join(self.repo, ".corral", "activity.csv")).read()
+        self.assertIn("secret.inject", act)
+        self.assertIn("keyed-blake2b:", act)
+        self.corral("suspend", "s-inject")
         # bob cannot read alice's vault: no such key there
         r = self.corral("secret", "get", "ACME_PASSWORD", "--identity", "bob-bot", check=False)
         self.assertEqual(r.returncode, 3, r.stderr)
@@ -279,6 +294,7 @@ class Identities(unittest.TestCase):
         self.assertIn(("secret.write", "alice-bot", "ACME_PASSWORD"), ops)
         self.assertIn(("secret.read", "alice-bot", "ACME_PASSWORD"), ops)
         self.assertTrue(any(o == "inbox.read" and i == "alice-bot" for o, i, _ in ops), ops)
+        self.assertTrue(any(o == "secret.inject" and k.startswith("ACME_PASSWORD:v2:keyed-blake2b:") for o, _, k in ops), ops)
         self.assertNotIn(CANARY_SECRET, body.decode())
 
     def test_4_bad_input(self):
