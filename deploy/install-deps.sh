@@ -11,7 +11,7 @@ libmsgpack-dev libsodium-dev libhiredis-dev redis-server
 libgmime-3.0-dev libpcre2-dev libqrencode-dev
 libpocketsphinx-dev pocketsphinx-en-us libopusfile-dev
 clang libclang-rt-14-dev
-python3 python3-cryptography python3-jwt"
+python3 python3-cryptography python3-jwt openssl redis-tools"
 
 missing=""
 for p in $PKGS; do

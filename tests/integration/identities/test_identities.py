@@ -11,7 +11,10 @@ import hmac
 import json
 import os
 import random
+import shutil
 import smtplib
+import ssl
+import tempfile
 import subprocess
 import sys
 import threading
@@ -101,7 +104,14 @@ class Service:
 class Identities(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
+        certdir = tempfile.mkdtemp(prefix="cr-idn-cert-")
+        cls.certdir = certdir
+        subprocess.check_call(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                               "-days", "2", "-subj", "/CN=" + DOMAIN, "-keyout", os.path.join(certdir, "key.pem"),
+                               "-out", os.path.join(certdir, "cert.pem")], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
         cls.st = Stack(BIN, DOMAIN, {
+            "CORRAL_HTTP_TLS_CERT": os.path.join(certdir, "cert.pem"), "CORRAL_HTTP_TLS_KEY": os.path.join(certdir, "key.pem"),
             "CORRAL_LOG_LEVEL": "debug", "CORRAL_MAIL_MAX_SIZE": str(MAX_SIZE),
             "CORRAL_MAIL_INBOUND_SECRET": INBOUND_SECRET, "CORRAL_SMS_NUMBERS": ",".join(NUMBERS),
             "CORRAL_SMS_TWILIO_AUTH_TOKEN": TWILIO_TOKEN})
@@ -119,6 +129,7 @@ class Identities(unittest.TestCase):
         cls.service.httpd.shutdown()
         cls.service.httpd.server_close()
         tmp = cls.st.close(keep=bool(os.environ.get("CORRAL_KEEP_TMP")))
+        shutil.rmtree(cls.certdir, ignore_errors=True)
         if os.environ.get("CORRAL_KEEP_TMP"):
             print("kept", tmp, file=sys.stderr)
 
@@ -255,7 +266,11 @@ class Identities(unittest.TestCase):
         m["Subject"] = "internal note"
         m.set_content("the canary is " + CANARY_MAIL)
         with smtplib.SMTP("127.0.0.1", self.smtp_port, timeout=10) as s:
-            s.starttls() if s.has_extn("starttls") else None
+            s.ehlo()
+            self.assertTrue(s.has_extn("starttls"), "the relay offers STARTTLS with its certificate")
+            ctx = ssl.create_default_context(cafile=os.path.join(self.certdir, "cert.pem"))
+            ctx.check_hostname = False
+            s.starttls(context=ctx)
             s.send_message(m)
         msg = json.loads(self.corral("inbox", "--identity", "alice-bot", "--subject", "internal", "--wait", "10",
                                      "--json").stdout)["message"]
