@@ -243,11 +243,14 @@ class Identities(unittest.TestCase):
         self.assertEqual(r.stdout.strip(), "pw=****")
         # a session of alice-bot gets the injected secret in its environment; what it prints of it is masked in events
         self.corral("new", "use the password", "--name", "s-inject", "--agent", "shell", "--identity", "alice-bot",
-                    "--cmd", "sh -c 'printf %s \"$ACME_PASSWORD\" | sha256sum > pw.sha; echo \"pw=$ACME_PASSWORD\"; sleep 60'")
+                    "--cmd", "sh -c 'echo \"$CORRAL_IDENTITY $CORRAL_EMAIL $CORRAL_PHONE\" > who.txt; "
+                    "printf %s \"$ACME_PASSWORD\" | sha256sum > pw.sha; echo \"pw=$ACME_PASSWORD\"; sleep 60'")
         wt = self.find_worktree("s-inject")
         got = wait_until(lambda: os.path.exists(os.path.join(wt, "pw.sha")) and open(os.path.join(wt, "pw.sha")).read(), 20,
                          "the agent's pw.sha")
         self.assertEqual(got.split()[0], hashlib.sha256((CANARY_SECRET + "-2").encode()).hexdigest())
+        self.assertEqual(open(os.path.join(wt, "who.txt")).read().split(),
+                         ["alice-bot", "alice-bot@" + DOMAIN, self.alice["phone"]])
         log = wait_until(lambda: ("pw=" in self.corral("log", "s-inject").stdout) and self.corral("log", "s-inject").stdout,
                          20, "the agent's output in its log")
         self.assertIn("pw=" + "*" * len(CANARY_SECRET + "-2"), log)
