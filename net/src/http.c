@@ -15,6 +15,7 @@
 typedef struct st_cr_http_sock_t {
     uv_poll_t poll;
     curl_socket_t fd;
+    int events; /* what the poll handle watches now (0: not started) */
     cr_http_t *h;
     struct st_cr_http_sock_t *prev, *next; /* in h->socks while watched */
 } cr_http_sock_t;
@@ -442,6 +443,9 @@ static int cr_http__on_curl_socket(CURL *easy, curl_socket_t fd, int what, void 
         events |= UV_READABLE;
     if (what & CURL_POLL_OUT)
         events |= UV_WRITABLE;
+    if (events == sk->events)
+        return 0; /* uv_poll_start stops and starts the watch again: an epoll_ctl for nothing */
+    sk->events = events;
     return uv_poll_start(&sk->poll, events, cr_http__on_poll) == 0 ? 0 : -1;
 }
 
