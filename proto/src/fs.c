@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <limits.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -94,5 +95,55 @@ done:
         close(fd);
     if (tmp[0] != '\0')
         unlink(tmp);
+    return rc;
+}
+
+static int fs_error(const char *what, const char *path)
+{
+    return cr_error_set(CR_EIO, NULL, "%s %s: %s", what, path, strerror(errno));
+}
+
+int cr_read_whole(char **out, size_t *outlen, const char *path, size_t max)
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    char *buf = NULL;
+    size_t got = 0;
+    int rc = 0;
+    *out = NULL;
+    if (fd < 0)
+        return errno == ENOENT ? cr_error_set(CR_ENOTFOUND, NULL, "no such file: %s", path) : fs_error("open", path);
+    if (fstat(fd, &st) != 0) {
+        rc = fs_error("stat", path);
+        goto done;
+    }
+    if ((uint64_t)st.st_size > max) {
+        rc = cr_error_set(CR_ETOOLARGE, NULL, "%s is larger than %zu bytes", path, max);
+        goto done;
+    }
+    if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
+        rc = cr_error_set(CR_ENOMEM, NULL, "out of memory reading %s", path);
+        goto done;
+    }
+    while (got < (size_t)st.st_size) {
+        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0) {
+            rc = fs_error("read", path);
+            goto done;
+        }
+        if (r == 0)
+            break;
+        got += (size_t)r;
+    }
+    buf[got] = '\0';
+    *out = buf;
+    buf = NULL;
+    if (outlen != NULL)
+        *outlen = got;
+done:
+    free(buf);
+    close(fd);
     return rc;
 }

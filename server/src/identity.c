@@ -97,52 +97,6 @@ static int path_fmt(char *out, size_t outlen, const char *fmt, ...)
     return 0;
 }
 
-/* Reads a whole file of at most max bytes into a malloc'd NUL-terminated buffer. Returns 0, CR_ENOTFOUND,
- * CR_ETOOLARGE, CR_ENOMEM or CR_EIO. */
-static int read_whole(char **out, size_t *outlen, const char *path, size_t max)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    char *buf = NULL;
-    size_t got = 0;
-    int rc = 0;
-    *out = NULL;
-    *outlen = 0;
-    if (fd < 0)
-        return errno == ENOENT ? cr_error_set(CR_ENOTFOUND, NULL, "no such file: %s", path) : io_error("open", path);
-    if (fstat(fd, &st) != 0) {
-        rc = io_error("stat", path);
-        goto done;
-    }
-    if ((uint64_t)st.st_size > max) {
-        rc = cr_error_set(CR_ETOOLARGE, NULL, "%s is larger than %zu bytes", path, max);
-        goto done;
-    }
-    if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
-        rc = cr_error_set(CR_ENOMEM, NULL, "out of memory reading %s", path);
-        goto done;
-    }
-    while (got < (size_t)st.st_size) {
-        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            rc = io_error("read", path);
-            goto done;
-        }
-        if (r == 0)
-            break;
-        got += (size_t)r;
-    }
-    buf[got] = '\0';
-    *out = buf;
-    buf = NULL;
-    *outlen = got;
-done:
-    free(buf);
-    close(fd);
-    return rc;
-}
 
 static int mkdir_private(const char *path)
 {
@@ -884,7 +838,7 @@ int host_identity_load(host_identity_t *out, const char *root, const char *name)
     memset(out, 0, sizeof(*out));
     if ((rc = host_identity_name_check(name)) != 0 || (rc = path_fmt(path, sizeof(path), "%s/%s/identity.json", root, name)) != 0)
         return rc;
-    if ((rc = read_whole(&json, &jlen, path, IDN_JSON_MAX)) != 0) {
+    if ((rc = cr_read_whole(&json, &jlen, path, IDN_JSON_MAX)) != 0) {
         if (rc == CR_ENOTFOUND)
             rc = cr_error_set(CR_ENOTFOUND, "name", "no identity named %s", name);
         return rc;
@@ -1032,7 +986,7 @@ static int load_msg(host_inbox_msg_t *m, const char *path, const char *id)
     size_t jlen;
     cr_buf_t mp;
     int rc;
-    if ((rc = read_whole(&json, &jlen, path, HOST_INBOX_JSON_MAX)) != 0)
+    if ((rc = cr_read_whole(&json, &jlen, path, HOST_INBOX_JSON_MAX)) != 0)
         return rc;
     cr_buf_init(&mp, HOST_INBOX_JSON_MAX);
     if ((rc = cr_json_to_msgpack(&mp, json, jlen, inbox_limits())) == 0 && (rc = host_inbox_msg_from_mp(m, mp.base, mp.len)) == 0 &&
@@ -1086,7 +1040,7 @@ static int given_load(given_t *g, const char *idn_dir, const char *session)
     memset(g, 0, sizeof(*g));
     if ((rc = path_fmt(path, sizeof(path), "%s/given/%s", idn_dir, session)) != 0)
         return rc;
-    if ((rc = read_whole(&g->buf, &len, path, GIVEN_MAX)) != 0)
+    if ((rc = cr_read_whole(&g->buf, &len, path, GIVEN_MAX)) != 0)
         return rc == CR_ENOTFOUND ? (cr_error_clear(), 0) : rc;
     for (size_t i = 0; i < len; i++)
         cap += g->buf[i] == '\n';
@@ -1190,7 +1144,7 @@ int host_inbox_load_raw(host_inbox_msg_t *m, const char *root, const char *name)
     int rc;
     if ((rc = msgid_check(m->id, "id")) != 0 || (rc = identity_dir(dir, sizeof(dir), root, name)) != 0 ||
         (rc = path_fmt(path, sizeof(path), "%s/inbox/%s.eml", dir, m->id)) != 0 ||
-        (rc = read_whole(&raw, &len, path, HOST_INBOX_MSG_MAX)) != 0)
+        (rc = cr_read_whole(&raw, &len, path, HOST_INBOX_MSG_MAX)) != 0)
         return rc;
     free(m->raw);
     m->raw = raw;

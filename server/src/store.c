@@ -106,52 +106,6 @@ static int write_atomic(const char *dir, const char *name, const char *data, siz
     return cr_write_atomic(dir, name, data, len, 0644, 1);
 }
 
-/* Reads a whole file of at most max bytes into a malloc'd NUL-terminated buffer. Returns 0, CR_ENOTFOUND,
- * CR_ETOOLARGE or CR_EIO. */
-static int read_whole(char **out, size_t *outlen, const char *path, size_t max)
-{
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
-    struct stat st;
-    char *buf = NULL;
-    size_t got = 0;
-    int rc = 0;
-    *out = NULL;
-    if (fd < 0)
-        return errno == ENOENT ? cr_error_set(CR_ENOTFOUND, NULL, "no such file: %s", path) : io_error("open", path);
-    if (fstat(fd, &st) != 0) {
-        rc = io_error("stat", path);
-        goto done;
-    }
-    if ((uint64_t)st.st_size > max) {
-        rc = cr_error_set(CR_ETOOLARGE, NULL, "%s is larger than %zu bytes", path, max);
-        goto done;
-    }
-    if ((buf = malloc((size_t)st.st_size + 1)) == NULL) {
-        rc = cr_error_set(CR_ENOMEM, NULL, "out of memory reading %s", path);
-        goto done;
-    }
-    while (got < (size_t)st.st_size) {
-        ssize_t r = read(fd, buf + got, (size_t)st.st_size - got);
-        if (r < 0 && errno == EINTR)
-            continue;
-        if (r < 0) {
-            rc = io_error("read", path);
-            goto done;
-        }
-        if (r == 0)
-            break;
-        got += (size_t)r;
-    }
-    buf[got] = '\0';
-    *out = buf;
-    buf = NULL;
-    if (outlen != NULL)
-        *outlen = got;
-done:
-    free(buf);
-    close(fd);
-    return rc;
-}
 
 static int mkdir_p1(const char *path)
 {
@@ -290,7 +244,7 @@ static int ob_load_segment(host_store_outbox_t *ob, uint64_t first, int is_last)
     int rc;
     if ((rc = seg_path(path, sizeof(path), ob, first)) != 0)
         return rc;
-    if ((rc = read_whole(&data, &len, path, (size_t)HOST_STORE_SEGMENT_MAX + 2 * (size_t)REC_MAX)) != 0)
+    if ((rc = cr_read_whole(&data, &len, path, (size_t)HOST_STORE_SEGMENT_MAX + 2 * (size_t)REC_MAX)) != 0)
         return rc;
     while (off < len) {
         const unsigned char *h = (const unsigned char *)data + off;
@@ -331,7 +285,7 @@ static int ob_load_acked(host_store_outbox_t *ob)
     int rc;
     if ((rc = path_join(path, sizeof(path), ob->dir, "acked")) != 0)
         return rc;
-    if ((rc = read_whole(&data, NULL, path, HOST_STORE_JSON_MAX)) != 0)
+    if ((rc = cr_read_whole(&data, NULL, path, HOST_STORE_JSON_MAX)) != 0)
         return rc == CR_ENOTFOUND ? 0 : rc;
     for (line = strtok_r(data, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
         char *sp = strchr(line, ' '), *end;
@@ -704,7 +658,7 @@ static int ensure_exclude(const char *repo)
     if ((rc = path_join(info, sizeof(info), gitdir, "info")) != 0 || (rc = mkdir_p1(info)) != 0 ||
         (rc = path_join(path, sizeof(path), info, "exclude")) != 0)
         return rc;
-    rc = read_whole(&data, &len, path, HOST_STORE_JSON_MAX);
+    rc = cr_read_whole(&data, &len, path, HOST_STORE_JSON_MAX);
     if (rc != 0 && rc != CR_ENOTFOUND)
         return rc;
     rc = 0;
@@ -1161,7 +1115,7 @@ int host_store_session_load(host_store_session_t **out, host_store_t *st, const 
         return cr_error_set(CR_EBADNAME, "sid", "not a valid session id: %s", sid != NULL ? sid : "(null)");
     if ((rc = session_dir(dir, sizeof(dir), st, sid)) != 0 || (rc = path_join(path, sizeof(path), dir, "session.json")) != 0)
         return rc;
-    if ((rc = read_whole(&json, &jlen, path, HOST_STORE_JSON_MAX)) != 0) {
+    if ((rc = cr_read_whole(&json, &jlen, path, HOST_STORE_JSON_MAX)) != 0) {
         if (rc == CR_ENOTFOUND)
             return cr_error_set(CR_ENOTFOUND, "sid", "no such session: %s", sid);
         if (rc == CR_ETOOLARGE)
@@ -1477,7 +1431,7 @@ static int tasks_read(char **out, size_t *len, const host_store_session_t *s, ch
     int rc;
     if ((rc = session_file(path, pathlen, s, "tasks.md")) != 0)
         return rc;
-    rc = read_whole(out, len, path, HOST_STORE_JSON_MAX);
+    rc = cr_read_whole(out, len, path, HOST_STORE_JSON_MAX);
     if (rc == CR_ENOTFOUND) {
         *len = 0;
         if ((*out = strdup("")) == NULL)

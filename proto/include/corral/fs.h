@@ -14,6 +14,11 @@ int cr_mkdir_p(const char *dir, mode_t mode);
  * is left behind. Returns 0, or CR_EIO with cr_error_last() naming the file and why. */
 int cr_write_atomic(const char *dir, const char *name, const void *data, size_t len, mode_t mode, int durable);
 
+/* Reads the whole file at path (at most max bytes) into *out, malloc'd and NUL-terminated (the caller frees it), and
+ * its length into *outlen (may be NULL). Returns 0, CR_ENOTFOUND (no such file), CR_ETOOLARGE, CR_ENOMEM or CR_EIO,
+ * cr_error_last() naming the file; *out is NULL then. */
+int cr_read_whole(char **out, size_t *outlen, const char *path, size_t max);
+
 /* fsyncs a directory (after a rename or unlink in it). Returns 0 or CR_EIO. */
 int cr_fsync_dir(const char *dir);
 

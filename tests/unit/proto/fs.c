@@ -1,10 +1,12 @@
-/* tests/unit/proto/fs.c — cr_mkdir_p: nested directories, existing ones, modes, a file in the way. */
+/* tests/unit/proto/fs.c — cr_mkdir_p: nested directories, existing ones, modes, a file in the way; cr_write_atomic;
+ * cr_read_whole. */
 #include "corral/error.h"
 #include "corral/fs.h"
 #include "harness.h"
 #include "proc.h"
 #include <errno.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 
@@ -29,6 +31,25 @@ static void test_mkdir_p(void)
     ok(cr_mkdir_p(path, 0700) == CR_EIO && errno == ENOTDIR);
     ok(strstr(cr_error_last()->message, "/file/sub") != NULL);
     ok(cr_mkdir_p("", 0700) == CR_EIO);
+}
+
+static void test_read_whole(void)
+{
+    char dir[PATH_MAX + 16], path[PATH_MAX + 32], *got = NULL;
+    size_t len = 99;
+    snprintf(dir, sizeof(dir), "%s/r", tmp);
+    snprintf(path, sizeof(path), "%s/data", dir);
+    ok(cr_mkdir_p(dir, 0700) == 0 && cr_write_atomic(dir, "data", "hello\0world", 11, 0600, 0) == 0);
+    ok(cr_read_whole(&got, &len, path, 64) == 0 && len == 11 && got != NULL && memcmp(got, "hello\0world", 12) == 0);
+    free(got);
+    ok(cr_read_whole(&got, &len, path, 10) == CR_ETOOLARGE && got == NULL);
+    ok(strstr(cr_error_last()->message, path) != NULL);
+    snprintf(path, sizeof(path), "%s/none", dir);
+    ok(cr_read_whole(&got, NULL, path, 64) == CR_ENOTFOUND && got == NULL);
+    ok(cr_write_atomic(dir, "empty", "", 0, 0600, 0) == 0);
+    snprintf(path, sizeof(path), "%s/empty", dir);
+    ok(cr_read_whole(&got, &len, path, 64) == 0 && len == 0 && got != NULL && got[0] == '\0');
+    free(got);
 }
 
 static void test_write_atomic(void)
@@ -68,5 +89,6 @@ int main(void)
         return 1;
     subtest("mkdir -p", test_mkdir_p);
     subtest("atomic replace", test_write_atomic);
+    subtest("read whole", test_read_whole);
     return done_testing();
 }
