@@ -112,6 +112,8 @@ static void poll_cb(uv_poll_t *p, int status, int events)
             ssize_t n = read(a->pty_fd, a->rbuf, sizeof(a->rbuf));
             if (n > 0) {
                 host_agent__lines_feed(a, &a->out_lines, a->rbuf, (size_t)n, shell_line);
+                if ((size_t)n < sizeof(a->rbuf))
+                    break; /* drained for now; the poll is level-triggered, so more wakes it again (no EAGAIN read) */
             } else if (n < 0 && errno == EINTR) {
                 continue;
             } else if (n < 0 && errno == EAGAIN) {

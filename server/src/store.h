@@ -79,6 +79,7 @@ typedef struct st_host_store_session_t {
     char (*aids)[HOST_STORE_SID_MAX + 1];   /* applied action ids, oldest first, at most HOST_STORE_AIDS_MAX */
     size_t naids;
     host_store_t *_store;
+    int _tfd; /* transcript.jsonl kept open for appends, + 1 (0: not open) */
 } host_store_session_t;
 
 /* What a new session is made of. */
