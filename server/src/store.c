@@ -64,7 +64,13 @@ struct st_host_store_outbox_t {
     int rfd;
     uint64_t rfd_first;
     cr_buf_t batch;
+    /* the bytes last appended to the last segment (records with their headers), from tail_off on, so that a batch of
+     * what was just written is not read back from the file (a pread per event): bounded, dropped when handed out */
+    cr_buf_t tail;
+    uint64_t tail_seg, tail_off;
 };
+
+#define OB_TAIL_MAX (4u << 20)
 
 struct st_host_store_t {
     char dir[PATH_MAX]; /* <repo>/.corral */
@@ -329,6 +335,8 @@ int host_store_outbox_open(host_store_outbox_t **out, const char *dir)
         return cr_error_set(CR_ENOMEM, NULL, "out of memory");
     ob->fd = ob->rfd = -1;
     cr_buf_init(&ob->batch, SIZE_MAX);
+    cr_buf_init(&ob->tail, OB_TAIL_MAX);
+    ob->tail_seg = UINT64_MAX;
     if (strlen(dir) >= sizeof(ob->dir)) {
         rc = cr_error_set(CR_EIO, NULL, "path too long: %s", dir);
         goto done;
@@ -387,6 +395,7 @@ void host_store_outbox_close(host_store_outbox_t *ob)
     if (ob->rfd >= 0)
         close(ob->rfd);
     cr_buf_free(&ob->batch);
+    cr_buf_free(&ob->tail);
     free(ob->segs);
     free(ob->recs);
     free(ob->sids);
@@ -468,6 +477,15 @@ int host_store_outbox_append(host_store_outbox_t *ob, const char *env, size_t le
     }
     if ((rc = ob_add_rec(ob, seg->first, seg->size, env, (uint32_t)len)) != 0)
         return rc; /* cannot happen: room was made above */
+    if (ob->tail_seg != seg->first || ob->tail_off + ob->tail.len != seg->size || ob->tail.len + REC_HEADER + len > OB_TAIL_MAX) {
+        cr_buf_reset(&ob->tail);
+        ob->tail_seg = seg->first;
+        ob->tail_off = seg->size;
+    }
+    if (cr_buf_append(&ob->tail, h, REC_HEADER) != 0 || cr_buf_append(&ob->tail, env, len) != 0) {
+        cr_buf_reset(&ob->tail); /* no room: read back from the file */
+        ob->tail_off = seg->size + REC_HEADER + len;
+    }
     seg->size += REC_HEADER + len;
     ob->next_index++;
     if ((flags & HOST_STORE_SYNC) != 0)
@@ -491,6 +509,16 @@ int host_store_outbox_next_batch(host_store_outbox_t *ob, cr_span_t *out, size_t
         }
         if (count > 0 && bytes + r->len > max_bytes)
             break;
+        if (r->seg == ob->tail_seg && r->off >= ob->tail_off && r->off + REC_HEADER + r->len <= ob->tail_off + ob->tail.len) {
+            if ((rc = cr_buf_append(&ob->batch, ob->tail.base + (r->off - ob->tail_off) + REC_HEADER, r->len)) != 0)
+                return rc;
+            out[count].base = NULL;
+            out[count].len = r->len;
+            bytes += r->len;
+            count++;
+            ob->cursor++;
+            continue;
+        }
         if (ob->rfd < 0 || ob->rfd_first != r->seg) {
             if (ob->rfd >= 0)
                 close(ob->rfd);
@@ -512,6 +540,10 @@ int host_store_outbox_next_batch(host_store_outbox_t *ob, cr_span_t *out, size_t
         bytes += r->len;
         count++;
         ob->cursor++;
+    }
+    if (ob->cursor == ob->nrecs && ob->tail.len > 0) { /* all handed out: the tail starts afresh at the end */
+        ob->tail_off += ob->tail.len;
+        cr_buf_reset(&ob->tail);
     }
     size_t off = 0;
     for (size_t i = 0; i < count; i++) {
