@@ -108,7 +108,7 @@ int host_emit(host_session_t *s, const char *kind, int pri, const char *body, si
         return rc;
     }
     if (h->hooks.on_emitted != NULL)
-        h->hooks.on_emitted(h->hooks.emitted_data);
+        h->hooks.on_emitted(pri, h->hooks.emitted_data);
     if (h->hooks.on_event != NULL)
         h->hooks.on_event(s, h->hooks.event_data);
     return 0;

@@ -45,7 +45,7 @@ struct st_host_session_t {
 /* Hooks for other modules, all optional, all run on the loop. */
 typedef struct st_host_hooks_t {
     /* An event was appended to the outbox (the relay link sends it). */
-    void (*on_emitted)(void *data);
+    void (*on_emitted)(int pri, void *data);
     void *emitted_data;
     /* An event of session s was emitted (the local API wakes its long polls). s may be freed right after. */
     void (*on_event)(host_session_t *s, void *data);

@@ -30,6 +30,7 @@ struct st_host_relay_t {
     uv_timer_t defer;                        /* runs the queued actions from the loop */
     uv_timer_t gather;                       /* events of the next HOST_RELAY_GATHER_MS go out in one batch */
     uint64_t acked_saved_ms;                 /* when outbox/acked was last written (loop time) */
+    uint64_t compacted_ms;                   /* when the drained outbox last dropped its segments (loop time) */
     host_relay_action_t *queue, **queue_tail; /* oldest first */
     void (*on_inbox)(const char *idn, void *data); /* host_relay_on_inbox */
     void *inbox_data;
@@ -115,8 +116,14 @@ static void on_acked(const char *sid, uint64_t seq, void *data)
     }
     if (save)
         r->acked_saved_ms = now;
-    if (host_store_outbox_pending(ob) == 0 && host_store_outbox_compact(ob) < 0)
-        cr_log(CR_LOG_WARN, "relay: cannot compact the outbox: %s", cr_error_last()->message);
+    /* a drained outbox drops its segments, but at most once a second: under a steady stream it drains after every
+     * batch, and a segment deleted and made again per batch (two directory fsyncs) was a third of corrald's fsyncs;
+     * acknowledged records left a little longer are skipped on the next start */
+    if (now - r->compacted_ms >= 1000 && host_store_outbox_pending(ob) == 0) {
+        r->compacted_ms = now;
+        if (host_store_outbox_compact(ob) < 0)
+            cr_log(CR_LOG_WARN, "relay: cannot compact the outbox: %s", cr_error_last()->message);
+    }
 }
 
 static void on_rejected(size_t index, const char *sid, uint64_t seq, const char *code, const char *message, void *data)
@@ -348,13 +355,20 @@ static void on_gather(uv_timer_t *t)
         host_link_kick(r->link);
 }
 
-void host_relay_kick(void *data)
+void host_relay_kick(int pri, void *data)
 {
     host_relay_t *r = data;
+    if (r == NULL || r->link == NULL)
+        return;
     /* agents write in bursts of lines: one POST per event cost corrald ~3x its CPU at 1,000 events/s; waiting a few
-     * ms puts a burst in one batch (the link sends one batch at a time, so a backlog gathers by itself anyway) */
-    if (r != NULL && r->link != NULL && !uv_is_active((uv_handle_t *)&r->gather))
+     * ms puts a burst in one batch (the link sends one batch at a time, so a backlog gathers by itself anyway); a
+     * request for a human does not wait */
+    if (pri >= 2) {
+        uv_timer_stop(&r->gather);
+        on_gather(&r->gather);
+    } else if (!uv_is_active((uv_handle_t *)&r->gather)) {
         uv_timer_start(&r->gather, on_gather, HOST_RELAY_GATHER_MS, 0);
+    }
 }
 
 void host_relay_status(const host_relay_t *r, host_link_status_t *out)

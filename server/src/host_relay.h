@@ -4,7 +4,7 @@
 #ifndef HOST_RELAY_H
 #define HOST_RELAY_H
 
-#define HOST_RELAY_GATHER_MS 10 /* how long new events wait for more before a batch goes to the relay */
+#define HOST_RELAY_GATHER_MS 40 /* how long new events (pri 0 and 1) wait for more before a batch goes to the relay */
 
 #include "host.h"
 #include "link.h"
@@ -27,8 +27,10 @@ typedef struct st_host_relay_config_t {
  * why (a bad URL, no memory). */
 int host_relay_new(host_relay_t **out, host_t *h, const host_relay_config_t *conf);
 
-/* The hooks.on_emitted of the host: tells the link the outbox has new events. data is the host_relay_t. */
-void host_relay_kick(void *data);
+/* The hooks.on_emitted of the host: tells the link the outbox has new events. What a human must see (pri 2) goes
+ * at once, with whatever gathered before it; the rest waits up to HOST_RELAY_GATHER_MS for more, so that a stream
+ * of agent output costs one request (and one fdatasync) per gather, not per event. data is the host_relay_t. */
+void host_relay_kick(int pri, void *data);
 
 /* Calls cb(idn, data) from the loop whenever the relay says mail arrived for identity idn (a note on the
  * downlink). */
