@@ -452,6 +452,15 @@ static icall_t *vault_call(relay_req_t *rr, const char *step, int with_key)
     return c;
 }
 
+/* The arguments every vault step ends its audit record with: now, the actor, the identity, the audit stream's length. */
+static void audit_args(icall_t *c, relay_req_t *rr, const char *actor)
+{
+    icall_argf(c, "%" PRIu64, relay_now_ms());
+    icall_arg(c, actor, strlen(actor));
+    icall_arg(c, c->name, strlen(c->name));
+    icall_argf(c, "%" PRId64, relay_identity_audit_maxlen(rr->relay));
+}
+
 static void no_identity(relay_req_t *rr, const char *name)
 {
     relay_respond_error(rr, 404, "not_found", "name", "no identity named %s", name);
@@ -516,10 +525,7 @@ static void on_vput(relay_req_t *rr)
     icall_argf(c, "%" PRIu64, version);
     icall_arg(c, blob.base, blob.len);
     icall_arg(c, inject ? "1" : "0", 1);
-    icall_argf(c, "%" PRIu64, relay_now_ms());
-    icall_arg(c, actor, strlen(actor));
-    icall_arg(c, c->name, strlen(c->name));
-    icall_argf(c, "%" PRId64, relay_identity_audit_maxlen(rr->relay));
+    audit_args(c, rr, actor);
     icall_argf(c, "%d", RELAY_VAULT_VERSIONS);
     icall_send(c, on_vput_reply);
 }
@@ -573,10 +579,7 @@ static void on_vget(relay_req_t *rr)
         icall_argf(c, "%" PRIu64, v);
     else
         icall_arg(c, "", 0);
-    icall_argf(c, "%" PRIu64, relay_now_ms());
-    icall_arg(c, actor, strlen(actor));
-    icall_arg(c, c->name, strlen(c->name));
-    icall_argf(c, "%" PRId64, relay_identity_audit_maxlen(rr->relay));
+    audit_args(c, rr, actor);
     icall_send(c, on_vget_reply);
 }
 
@@ -613,10 +616,7 @@ static void on_vdel(relay_req_t *rr)
         return;
     actor_of(rr, actor, sizeof(actor));
     icall_arg(c, c->key, strlen(c->key));
-    icall_argf(c, "%" PRIu64, relay_now_ms());
-    icall_arg(c, actor, strlen(actor));
-    icall_arg(c, c->name, strlen(c->name));
-    icall_argf(c, "%" PRId64, relay_identity_audit_maxlen(rr->relay));
+    audit_args(c, rr, actor);
     icall_send(c, on_vdel_reply);
 }
 
