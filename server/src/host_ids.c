@@ -1462,28 +1462,33 @@ size_t host_ids_secrets(host_ids_t *ids, const char *name, const char *sid, char
         cr_buf_init(&blob, HOST_SECRET_BLOB_MAX + 64);
         if (cr_base64url_decode(&blob, space + 1, strlen(space + 1)) == 0 &&
             host_secret_open(&value, &vlen, vk, ids->team, c->idn.id, e->d_name, version, blob.base, blob.len) == 0) {
+            /* the audit says which value the agent got by a keyed hash of it, never the value; a secret whose record
+             * cannot be written is not injected */
             size_t kl = strlen(e->d_name);
-            char *kv = sodium_malloc(kl + 1 + vlen + 1);
-            if (kv != NULL) {
-                memcpy(kv, e->d_name, kl);
-                kv[kl] = '=';
-                memcpy(kv + kl + 1, value, vlen + 1);
-                env[n] = kv;
-                values[n] = value;
-                value = NULL;
-                ++n;
-                /* the audit says which value the agent got by a keyed hash of it, never the value */
-                unsigned char *k = NULL, h[16];
-                char detail[300];
-                if (host_team_key_load(&k, ids->home) == 0) {
-                    crypto_generichash(h, sizeof(h), (const unsigned char *)values[n - 1], vlen, k, HOST_IDN_KEY_LEN);
-                    host_secure_free(k);
-                    snprintf(detail, sizeof(detail), "%.128s v%" PRIu64 " keyed-blake2b:", e->d_name, version);
-                    for (size_t i = 0; i < 8; ++i)
-                        snprintf(detail + strlen(detail), 3, "%02x", h[i]);
-                    snprintf(c->key, sizeof(c->key), "%.128s", e->d_name);
-                    activity(c, "secret.inject", detail, "ok");
-                    audit_post(ids, c->idn.name, sid, "secret.inject", detail);
+            unsigned char *k = NULL, h[16];
+            char detail[300];
+            char *kv = NULL;
+            host_store_activity_t rec = {0, "corrald", c->sid[0] != '\0' ? c->sid : NULL, name, "secret.inject", detail, "ok"};
+            if (host_team_key_load(&k, ids->home) != 0) {
+                cr_log(CR_LOG_WARN, "identity %s: secret %s not injected: %s", name, e->d_name, cr_error_last()->message);
+            } else {
+                crypto_generichash(h, sizeof(h), (const unsigned char *)value, vlen, k, HOST_IDN_KEY_LEN);
+                host_secure_free(k);
+                snprintf(detail, sizeof(detail), "%.128s v%" PRIu64 " keyed-blake2b:", e->d_name, version);
+                for (size_t i = 0; i < 8; ++i)
+                    snprintf(detail + strlen(detail), 3, "%02x", h[i]);
+                if (host_store_activity(ids->host->store, &rec) != 0)
+                    cr_log(CR_LOG_WARN, "identity %s: secret %s not injected: its audit record could not be written (%s)",
+                           name, e->d_name, cr_error_last()->message);
+                else if ((kv = sodium_malloc(kl + 1 + vlen + 1)) != NULL) {
+                    memcpy(kv, e->d_name, kl);
+                    kv[kl] = '=';
+                    memcpy(kv + kl + 1, value, vlen + 1);
+                    env[n] = kv;
+                    values[n] = value;
+                    value = NULL;
+                    ++n;
+                    audit_post(ids, name, sid, "secret.inject", detail);
                 }
             }
         } else {
