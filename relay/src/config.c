@@ -65,6 +65,8 @@ const cr_config_entry_t relay_config_table[] = {
      "Twilio auth token: POST /v1/inbound/sms/twilio checks X-Twilio-Signature with it; empty: the webhook is off.", 0, 0},
     {"sms.twilio_url", CR_CONF_STR, "",
      "The webhook URL as configured at Twilio (part of what it signs); empty: http.public_url + /v1/inbound/sms/twilio.", 0, 0},
+    {"web.root", CR_CONF_STR, "",
+     "Directory of the built web app (clients/web's dist) served at /; empty: none (404).", 0, 0},
     {"audit.maxlen", CR_CONF_INT, "1000000", "Audit records kept per team (approximate trimming).", 1000, 1000000000},
     {.name = NULL},
 };

@@ -340,6 +340,10 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     rr->want_msgpack = header_has(req, H2O_TOKEN_ACCEPT, "msgpack") ||
                        (h2o_find_header(&req->headers, H2O_TOKEN_ACCEPT, -1) < 0 && header_has(req, H2O_TOKEN_CONTENT_TYPE, "msgpack"));
     if (route == NULL) {
+        if (!path_known && relay_web_serve(relay, req) == 0) {
+            relay_req_release(rr);
+            return 0;
+        }
         if (path_known)
             relay_respond_error(rr, 405, "method_not_allowed", NULL, "%.*s is not allowed here", (int)req->method.len,
                                 req->method.base);

@@ -141,6 +141,10 @@ void relay_pair_register(relay_t *relay);     /* POST /v1/host/pair, POST /v1/pa
 void relay_ws_register(relay_t *relay);       /* GET /v1/ws (ws.c) */
 /* identities, vaults, inboxes, audit (identity.c) and mail/SMS coming in (inbound.c): see identity.h */
 
+/* Serves a file of the web app (web.root) for a GET or HEAD that no route takes (web.c). Returns 0 when it answered,
+ * -1 when there is no such file (the caller answers 404). */
+int relay_web_serve(relay_t *relay, h2o_req_t *req);
+
 /* Registers every module's routes and scripts (register.c): the one list of what the relay serves. */
 void relay_register_all(relay_t *relay);
 
