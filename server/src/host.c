@@ -71,6 +71,14 @@ static void mask_clear(host_session_t *s)
     s->nmask = 0;
 }
 
+static void on_tflush(uv_timer_t *t)
+{
+    host_t *h = t->data;
+    for (host_session_t *s = h->sessions; s != NULL; s = s->next)
+        if (host_store_transcript_flush(s->rec) != 0)
+            cr_log_sid(CR_LOG_ERROR, s->rec->sid, "transcript: %s", cr_error_last()->message);
+}
+
 int host_emit(host_session_t *s, const char *kind, int pri, const char *body, size_t len)
 {
     host_t *h = s->host;
@@ -107,6 +115,8 @@ int host_emit(host_session_t *s, const char *kind, int pri, const char *body, si
         cr_log_sid(CR_LOG_ERROR, s->rec->sid, "cannot emit %s: %s", kind, cr_error_last()->message);
         return rc;
     }
+    if (s->rec->_tbuf.len > 0 && h->tflush != NULL && !uv_is_active((uv_handle_t *)h->tflush))
+        uv_timer_start(h->tflush, on_tflush, HOST_TRANSCRIPT_FLUSH_MS, 0);
     if (h->hooks.on_emitted != NULL)
         h->hooks.on_emitted(pri, h->hooks.emitted_data);
     if (h->hooks.on_event != NULL)
@@ -491,6 +501,10 @@ int host_new(host_t **out, uv_loop_t *loop, const host_opts_t *opts)
     if ((h = calloc(1, sizeof(*h))) == NULL)
         return cr_error_set(CR_ENOMEM, NULL, "out of memory");
     h->loop = loop;
+    if ((h->tflush = malloc(sizeof(*h->tflush))) != NULL) {
+        uv_timer_init(loop, h->tflush);
+        h->tflush->data = h;
+    }
     h->claude_cmd = xstrdup(opts->claude_cmd != NULL ? opts->claude_cmd : "claude");
     h->codex_cmd = xstrdup(opts->codex_cmd != NULL ? opts->codex_cmd : "codex");
     h->url = xstrdup(opts->url);
@@ -544,6 +558,8 @@ void host_free(host_t *h)
     }
     if (h->shutdown_timer != NULL)
         uv_close((uv_handle_t *)h->shutdown_timer, (uv_close_cb)free);
+    if (h->tflush != NULL)
+        uv_close((uv_handle_t *)h->tflush, (uv_close_cb)free);
     host_store_close(h->store);
     host_git_close(h->git);
     free(h->claude_cmd);
@@ -604,6 +620,7 @@ static void remove_record(host_session_t *s)
 {
     char dir[PATH_MAX];
     snprintf(dir, sizeof(dir), "%s/sessions/%s", host_store_dir(s->host->store), s->rec->sid);
+    host_store_transcript_discard(s->rec);
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 

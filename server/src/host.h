@@ -13,6 +13,7 @@
 #define HOST_STOP_GRACE_MS 5000 /* an agent asked to stop is killed after this long */
 #define HOST_DIFF_FILES_MAX 200 /* files listed in a diff.ready event */
 #define HOST_INJECT_MAX 32      /* secrets injected into one agent's environment, at most */
+#define HOST_TRANSCRIPT_FLUSH_MS 40 /* agent output reaches transcript.jsonl within this (readers flush first) */
 
 typedef struct st_host_t host_t;
 typedef struct st_host_session_t host_session_t;
@@ -73,6 +74,7 @@ struct st_host_t {
     host_hooks_t hooks;
     int shutting_down;
     uv_timer_t *shutdown_timer; /* while host_shutdown waits for the agents (freed when closed) */
+    uv_timer_t *tflush;         /* writes the transcripts' buffered lines HOST_TRANSCRIPT_FLUSH_MS after an event */
     uint64_t shutdown_started;
 };
 

@@ -334,6 +334,8 @@ static int answer_transcript(h2o_req_t *req, host_session_t *s, uint64_t after, 
     ssize_t n;
     uint64_t no = 0;
     cr_buf_t out;
+    if (host_store_transcript_flush(s->rec) != 0) /* what the agent said a moment ago is in the file before it is read */
+        cr_log_sid(CR_LOG_ERROR, s->rec->sid, "transcript: %s", cr_error_last()->message);
     host_session_path(path, sizeof(path), s, "transcript.jsonl");
     cr_buf_init(&out, 64u << 20);
     cr_buf_append(&out, "{\"events\":[", 11);

@@ -1048,8 +1048,10 @@ done:
 static host_store_session_t *session_alloc(host_store_t *st)
 {
     host_store_session_t *s = calloc(1, sizeof(*s));
-    if (s != NULL)
+    if (s != NULL) {
         s->_store = st;
+        cr_buf_init(&s->_tbuf, 64u << 20);
+    }
     return s;
 }
 
@@ -1061,6 +1063,9 @@ void host_store_session_free(host_store_session_t *s)
     free(s->cmd);
     free(s->resume_id);
     free(s->aids);
+    if (host_store_transcript_flush(s) != 0)
+        cr_log_sid(CR_LOG_ERROR, s->sid, "transcript: %s", cr_error_last()->message);
+    cr_buf_free(&s->_tbuf);
     if (s->_tfd > 0) {
         close(s->_tfd - 1);
         if (s->_store != NULL)
@@ -1367,35 +1372,53 @@ void host_store_aid_add(host_store_session_t *s, const char *aid)
 
 /* ---- events ----------------------------------------------------------------------------------------------------- */
 
-/* Appends the event's JSON line to transcript.jsonl, whose descriptor stays open for the session's next events (an
- * open and a close per event were a fifth of corrald's system calls at 1,000 events/s). */
-static int transcript_append(host_store_session_t *s, const char *env, size_t len)
+/* Writes the buffered transcript lines to transcript.jsonl, whose descriptor stays open for the session's next
+ * writes (an open and a close per event were a fifth of corrald's system calls at 1,000 events/s). */
+int host_store_transcript_flush(host_store_session_t *s)
 {
     char path[PATH_MAX];
-    cr_buf_t line;
     int rc;
+    if (s->_tbuf.len == 0)
+        return 0;
     if ((rc = session_file(path, sizeof(path), s, "transcript.jsonl")) != 0)
         return rc;
-    cr_buf_init(&line, SIZE_MAX);
-    if ((rc = cr_json_from_msgpack(&line, env, len, store_limits())) == 0 && (rc = cr_buf_append(&line, "\n", 1)) == 0) {
-        int fd = s->_tfd - 1;
-        if (fd < 0 && (fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644)) >= 0 &&
-            s->_store->tfds < STORE_TFDS_MAX) {
-            s->_tfd = fd + 1;
-            s->_store->tfds++;
-        }
-        if (fd < 0 || write_all(fd, line.base, line.len) != 0) {
-            rc = io_error("append to", path);
-            if (s->_tfd > 0) { /* opened again on the next event */
-                s->_tfd = 0;
-                s->_store->tfds--;
-            }
-        }
-        if (fd >= 0 && s->_tfd == 0)
-            close(fd);
+    int fd = s->_tfd - 1;
+    if (fd < 0 && (fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0644)) >= 0 && s->_store->tfds < STORE_TFDS_MAX) {
+        s->_tfd = fd + 1;
+        s->_store->tfds++;
     }
-    cr_buf_free(&line);
+    rc = 0;
+    if (fd < 0 || write_all(fd, s->_tbuf.base, s->_tbuf.len) != 0) {
+        rc = io_error("append to", path);
+        if (s->_tfd > 0) { /* opened again on the next write */
+            s->_tfd = 0;
+            s->_store->tfds--;
+        }
+    }
+    if (fd >= 0 && s->_tfd == 0)
+        close(fd);
+    cr_buf_reset(&s->_tbuf);
     return rc;
+}
+
+void host_store_transcript_discard(host_store_session_t *s)
+{
+    cr_buf_reset(&s->_tbuf);
+}
+
+/* Adds the event's JSON line to the session's transcript: written now when `now` (what a human must see, session
+ * changes) or when a lot is buffered, else at the caller's next host_store_transcript_flush. */
+static int transcript_append(host_store_session_t *s, const char *env, size_t len, int now)
+{
+    int rc;
+    size_t old = s->_tbuf.len;
+    if ((rc = cr_json_from_msgpack(&s->_tbuf, env, len, store_limits())) != 0 || (rc = cr_buf_append(&s->_tbuf, "\n", 1)) != 0) {
+        s->_tbuf.len = old;
+        return rc;
+    }
+    if (now || s->_tbuf.len >= (256u << 10))
+        return host_store_transcript_flush(s);
+    return 0;
 }
 
 int host_store_emit(cr_buf_t *out, host_store_session_t *s, const char *kind, int pri, const char *body, size_t len,
@@ -1435,7 +1458,7 @@ int host_store_emit(cr_buf_t *out, host_store_session_t *s, const char *kind, in
     s->last_seq = ev.seq; /* the event exists from here on */
     host_store_state_t old_state = s->state;
     int old_needs = s->has_needs;
-    if (transcript_append(s, out->base + old, out->len - old) != 0)
+    if (transcript_append(s, out->base + old, out->len - old, sync_now) != 0)
         cr_log_sid(CR_LOG_ERROR, s->sid, "transcript: %s", cr_error_last()->message);
     /* the session summary (DESIGN §5's sessions list): needs, state */
     if (!ev.b.sealed && ev.b.raw.len > 0) {

@@ -80,6 +80,7 @@ typedef struct st_host_store_session_t {
     size_t naids;
     host_store_t *_store;
     int _tfd; /* transcript.jsonl kept open for appends, + 1 (0: not open) */
+    cr_buf_t _tbuf; /* transcript lines not written yet (host_store_transcript_flush) */
 } host_store_session_t;
 
 /* What a new session is made of. */
@@ -151,6 +152,12 @@ uint64_t host_store_next_seq(host_store_session_t *s);
  * and returns 0: the event exists. */
 int host_store_emit(cr_buf_t *out, host_store_session_t *s, const char *kind, int pri, const char *body, size_t len,
                     const char *idn);
+
+/* Writes the transcript lines host_store_emit buffered (agent output is written in groups: the caller flushes within
+ * a few tens of ms, and before anything reads transcript.jsonl). Returns 0 or CR_EIO. discard drops them instead (the
+ * session's files are being removed). */
+int host_store_transcript_flush(host_store_session_t *s);
+void host_store_transcript_discard(host_store_session_t *s);
 
 /* Whether the action id was applied already (1) or not (0). */
 int host_store_aid_seen(const host_store_session_t *s, const char *aid);
