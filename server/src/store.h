@@ -142,7 +142,9 @@ uint64_t host_store_next_seq(host_store_session_t *s);
 
 /* Emits an event of the session: builds the envelope (v 1, sid, seq = last_seq + 1, ts now, idn (NULL: the
  * session's identity, "" none), pri, b = body, a msgpack map or a sealed bin) into out (appended; out's limit caps
- * it), appends it fsync'd to the outbox, then to transcript.jsonl, and updates the summary in session.json:
+ * it), appends it to the outbox (fsync'd now for pri 2 and session.* events, else before it is sent), then to
+ * transcript.jsonl (written now for those, else buffered until host_store_transcript_flush), and updates the summary
+ * in session.json:
  * last_seq and updated; approval.request and question set needs {k, seq, rid (the body's rid)}, diff.ready sets
  * needs {k, seq, rid ""}; action.applied clears needs; session.state sets state (a sealed body: needs without rid,
  * state unchanged — the caller sets s->state itself). session.json is rewritten atomically after every event, with
