@@ -443,3 +443,20 @@ int cr_mpw_nil(cr_buf_t *b)
 {
     return cr_buf_append(b, "\xc0", 1);
 }
+
+int cr_mpw_error(cr_buf_t *b, const char *code, const char *field, const char *message, size_t message_max)
+{
+    int has_field = field != NULL && field[0] != '\0';
+    int rc = cr_mpw_map(b, has_field ? 3 : 2) || CR_MPW_LIT(b, "code") || cr_mpw_str(b, code, strlen(code)) ||
+             CR_MPW_LIT(b, "message") || cr_mpw_str(b, message, strnlen(message, message_max));
+    if (rc == 0 && has_field)
+        rc = CR_MPW_LIT(b, "field") || cr_mpw_str(b, field, strlen(field));
+    return rc != 0 ? CR_ETOOLARGE : 0;
+}
+
+int cr_mpw_error_doc(cr_buf_t *b, const char *code, const char *field, const char *message, size_t message_max)
+{
+    if (cr_mpw_map(b, 1) != 0 || CR_MPW_LIT(b, "error") != 0)
+        return CR_ETOOLARGE;
+    return cr_mpw_error(b, code, field, message, message_max);
+}

@@ -58,18 +58,8 @@ static void submit_fail(relay_action_done_cb done, void *data, int status, const
                         const char *message)
 {
     cr_buf_t b;
-    int has_field = field != NULL && field[0] != '\0';
     cr_buf_init(&b, 4096);
-    cr_buf_append(&b, "\x81\xa5" "error", 7);
-    cr_buf_append(&b, has_field ? "\x83" : "\x82", 1);
-    CR_MPW_LIT(&b, "code");
-    cr_mpw_str(&b, code, strlen(code));
-    CR_MPW_LIT(&b, "message");
-    cr_mpw_str(&b, message, strnlen(message, 1024));
-    if (has_field) {
-        CR_MPW_LIT(&b, "field");
-        cr_mpw_str(&b, field, strlen(field));
-    }
+    cr_mpw_error_doc(&b, code, field, message, 1024);
     done(data, status, b.base, b.len);
     cr_buf_free(&b);
 }

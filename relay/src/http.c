@@ -128,23 +128,13 @@ static void respond_error_v(relay_req_t *rr, int status, const char *code, const
 {
     char msg[512];
     cr_buf_t b;
-    int has_field = field != NULL && field[0] != '\0';
     vsnprintf(msg, sizeof(msg), fmt, ap);
     ++rr->relay->metrics.errors[relay_error_index(code)];
     if (rr->req != NULL)
         cr_log(CR_LOG_DEBUG, "%s %.*s -> %d %s: %s", rr->route != NULL ? rr->route->name : "-", (int)rr->req->path.len,
                rr->req->path.base, status, code, msg);
     cr_buf_init(&b, 4096);
-    cr_buf_append(&b, "\x81\xa5" "error", 7);
-    cr_buf_append(&b, has_field ? "\x83" : "\x82", 1);
-    cr_mpw_str(&b, "code", 4);
-    cr_mpw_str(&b, code, strlen(code));
-    cr_mpw_str(&b, "message", 7);
-    cr_mpw_str(&b, msg, strnlen(msg, 255)); /* our own text: ASCII */
-    if (has_field) {
-        cr_mpw_str(&b, "field", 5);
-        cr_mpw_str(&b, field, strlen(field));
-    }
+    cr_mpw_error_doc(&b, code, field, msg, 255); /* our own text: ASCII */
     if (retry_after != NULL) {
         cr_buf_t json;
         cr_buf_init(&json, 8192);

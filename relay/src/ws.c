@@ -301,12 +301,9 @@ static void send_small(ws_t *w, int text, const cr_buf_t *mp)
 static void send_error(ws_t *w, int text, const char *code, const char *field, const char *message)
 {
     cr_buf_t b;
-    int has_field = field != NULL && field[0] != '\0';
     cr_buf_init(&b, 8192);
-    if (!(cr_mpw_map(&b, 2) || CR_MPW_LIT(&b, "k") || CR_MPW_LIT(&b, "error") || CR_MPW_LIT(&b, "error") || cr_mpw_map(&b, has_field ? 3 : 2) ||
-          CR_MPW_LIT(&b, "code") || cr_mpw_str(&b, code, strlen(code)) || CR_MPW_LIT(&b, "message") ||
-          cr_mpw_str(&b, message, strnlen(message, 1024)) ||
-          (has_field && (CR_MPW_LIT(&b, "field") || cr_mpw_str(&b, field, strlen(field))))))
+    if (!(cr_mpw_map(&b, 2) || CR_MPW_LIT(&b, "k") || CR_MPW_LIT(&b, "error") || CR_MPW_LIT(&b, "error") ||
+          cr_mpw_error(&b, code, field, message, 1024)))
         send_small(w, text, &b);
     cr_buf_free(&b);
     ++relay_of(w)->metrics.errors[relay_error_index(code)];

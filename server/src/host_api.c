@@ -112,24 +112,13 @@ static void send_error(h2o_req_t *req, int status, const char *code, const char 
     char msg[1024];
     va_list ap;
     cr_buf_t b;
-    int has_field = field != NULL && field[0] != '\0';
     va_start(ap, fmt);
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     if (!cr_utf8_valid(msg, strlen(msg)))
         snprintf(msg, sizeof(msg), "(a message that is not UTF-8)");
     cr_buf_init(&b, 8192);
-    cr_mpw_map(&b, 1);
-    CR_MPW_LIT(&b, "error");
-    cr_mpw_map(&b, has_field ? 3 : 2);
-    CR_MPW_LIT(&b, "code");
-    cr_mpw_str(&b, code, strlen(code));
-    CR_MPW_LIT(&b, "message");
-    cr_mpw_str(&b, msg, strlen(msg));
-    if (has_field) {
-        CR_MPW_LIT(&b, "field");
-        cr_mpw_str(&b, field, strlen(field));
-    }
+    cr_mpw_error_doc(&b, code, field, msg, sizeof(msg));
     send_mp(req, status, &b);
     cr_buf_free(&b);
 }

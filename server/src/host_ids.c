@@ -144,13 +144,7 @@ static void answer_error(host_ids_call_t *c, int status, const char *code, const
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     cr_buf_init(&b, 8192);
-    cr_mpw_map(&b, 1);
-    CR_MPW_LIT(&b, "error");
-    cr_mpw_map(&b, field != NULL ? 3 : 2);
-    CR_MPW_LIT(&b, "code"), cr_mpw_str(&b, code, strlen(code));
-    CR_MPW_LIT(&b, "message"), cr_mpw_str(&b, msg, strlen(msg));
-    if (field != NULL)
-        CR_MPW_LIT(&b, "field"), cr_mpw_str(&b, field, strlen(field));
+    cr_mpw_error_doc(&b, code, field, msg, sizeof(msg));
     answer_mp(c, status, &b);
     cr_buf_free(&b);
 }

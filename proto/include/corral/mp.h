@@ -61,6 +61,11 @@ int cr_mpw_bool(cr_buf_t *b, int v);
 int cr_mpw_nil(cr_buf_t *b);
 #define CR_MPW_LIT(b, lit) cr_mpw_str((b), (lit), sizeof(lit) - 1)
 
+/* The error object of Appendix A, {code, message, field?} (field left out when NULL or ""), with the message cut to
+ * at most message_max bytes; cr_mpw_error_doc wraps it as the whole document {"error": {…}}. Same returns. */
+int cr_mpw_error(cr_buf_t *b, const char *code, const char *field, const char *message, size_t message_max);
+int cr_mpw_error_doc(cr_buf_t *b, const char *code, const char *field, const char *message, size_t message_max);
+
 /* Returns 1 when s[0..n) is valid UTF-8 (no overlongs, no surrogates, at most U+10FFFF). */
 int cr_utf8_valid(const char *s, size_t n);
 

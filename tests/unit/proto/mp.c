@@ -131,6 +131,32 @@ static void test_writers(void)
     cr_buf_free(&b);
 }
 
+static void test_error_doc(void)
+{
+    cr_buf_t b;
+    cr_span_t e, v;
+    cr_mp_item_t it;
+    cr_buf_init(&b, 4096);
+    ok(cr_mpw_error_doc(&b, "not_found", "sid", "no such session", 100) == 0);
+    ok(cr_mp_skip(b.base, b.base + b.len) == b.base + b.len);
+    ok(cr_mp_map_get(b.base, b.len, "error", &e) == 0);
+    ok(cr_mp_map_get(e.base, e.len, "code", &v) == 0 && cr_mp_read(v.base, v.base + v.len, &it) != 0 &&
+       cr_span_eq(it.bytes, "not_found", 9));
+    ok(cr_mp_map_get(e.base, e.len, "field", &v) == 0 && cr_mp_read(v.base, v.base + v.len, &it) != 0 &&
+       cr_span_eq(it.bytes, "sid", 3));
+    cr_buf_reset(&b);
+    /* no field when it is "" or NULL; the message is cut at message_max */
+    ok(cr_mpw_error(&b, "internal", "", "0123456789", 4) == 0);
+    ok(cr_mp_read(b.base, b.base + b.len, &it) != 0 && it.type == MSGPACK_OBJECT_MAP && it.count == 2);
+    ok(cr_mp_map_get(b.base, b.len, "field", &v) == CR_ENOTFOUND);
+    ok(cr_mp_map_get(b.base, b.len, "message", &v) == 0 && cr_mp_read(v.base, v.base + v.len, &it) != 0 &&
+       cr_span_eq(it.bytes, "0123", 4));
+    cr_buf_free(&b);
+    cr_buf_init(&b, 8); /* no room: an error, not half a document passed off as whole */
+    ok(cr_mpw_error_doc(&b, "not_found", NULL, "no such session", 100) != 0);
+    cr_buf_free(&b);
+}
+
 int main(void)
 {
     subtest("types", test_types);
@@ -138,5 +164,6 @@ int main(void)
     subtest("depth and paths", test_depth_and_paths);
     subtest("limits", test_limits);
     subtest("writers", test_writers);
+    subtest("error documents", test_error_doc);
     return done_testing();
 }
