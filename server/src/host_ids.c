@@ -614,8 +614,9 @@ host_ids_call_t *host_ids_whoami(host_ids_t *ids, const host_ids_who_t *who, con
 
 /* ---- the vault ----------------------------------------------------------------------------------------------- */
 
-/* Unwraps the identity's vault key. Answers and returns NULL when it cannot. */
-static unsigned char *vault_key(host_ids_call_t *c)
+/* Unwraps the identity's vault key with the team key k (NULL: read from team.key for this call). Answers and returns
+ * NULL when it cannot. */
+static unsigned char *vault_key(host_ids_call_t *c, const unsigned char *team_key)
 {
     unsigned char *k = NULL, *vk = NULL;
     int rc;
@@ -624,11 +625,12 @@ static unsigned char *vault_key(host_ids_call_t *c)
                      c->idn.name);
         return NULL;
     }
-    if ((rc = host_team_key_load(&k, c->ids->home)) != 0) {
+    if (team_key == NULL && (rc = host_team_key_load(&k, c->ids->home)) != 0) {
         answer_cr_error(c);
         return NULL;
     }
-    rc = host_identity_unwrap_vk(&vk, k, c->ids->team, c->idn.id, c->idn.vk_wrapped, sizeof(c->idn.vk_wrapped));
+    rc = host_identity_unwrap_vk(&vk, team_key != NULL ? team_key : k, c->ids->team, c->idn.id, c->idn.vk_wrapped,
+                                 sizeof(c->idn.vk_wrapped));
     host_secure_free(k);
     if (rc != 0) {
         answer_error(c, 500, "bad_seal", NULL, "identity %s's vault key does not open with this host's team key",
@@ -718,7 +720,7 @@ static void on_put_list(host_ids_call_t *c, long status, const char *mp, size_t 
         }
     }
     c->version = cur + 1;
-    if ((vk = vault_key(c)) == NULL)
+    if ((vk = vault_key(c, NULL)) == NULL)
         return;
     cr_buf_init(&blob, HOST_SECRET_BLOB_MAX + 64);
     int rc = host_secret_seal(&blob, vk, c->ids->team, c->idn.id, c->key, c->version, c->value, c->value_len);
@@ -813,7 +815,7 @@ static void on_get_secret(host_ids_call_t *c, long status, const char *mp, size_
         answer_error(c, 502, "bad_gateway", NULL, "the relay's sealed value is not base64url");
         return;
     }
-    if ((vk = vault_key(c)) == NULL) {
+    if ((vk = vault_key(c, NULL)) == NULL) {
         cr_buf_free(&blob);
         return;
     }
@@ -1415,7 +1417,7 @@ static void audit_post(host_ids_t *ids, const char *idn, const char *sid, const 
 size_t host_ids_secrets(host_ids_t *ids, const char *name, const char *sid, char **env, char **values, size_t max)
 {
     host_ids_call_t *c;
-    unsigned char *vk;
+    unsigned char *k = NULL, *vk;
     char dir[PATH_MAX + 80];
     DIR *d;
     struct dirent *e;
@@ -1430,7 +1432,15 @@ size_t host_ids_secrets(host_ids_t *ids, const char *name, const char *sid, char
         call_free(c);
         return 0;
     }
-    if ((vk = vault_key(c)) == NULL) { /* answers nobody: the call is detached, and freed */
+    /* K once for the whole call: it opens the vault key and keys the audit's hashes */
+    if (host_team_key_load(&k, ids->home) != 0) {
+        cr_log(CR_LOG_WARN, "identity %s: no secret injected: %s", name, cr_error_last()->message);
+        closedir(d);
+        call_free(c);
+        return 0;
+    }
+    if ((vk = vault_key(c, k)) == NULL) { /* answers nobody: the call is detached, and freed */
+        host_secure_free(k);
         closedir(d);
         return 0;
     }
@@ -1459,31 +1469,26 @@ size_t host_ids_secrets(host_ids_t *ids, const char *name, const char *sid, char
             /* the audit says which value the agent got by a keyed hash of it, never the value; a secret whose record
              * cannot be written is not injected */
             size_t kl = strlen(e->d_name);
-            unsigned char *k = NULL, h[16];
+            unsigned char h[16];
             char detail[300];
             char *kv = NULL;
             host_store_activity_t rec = {0, "corrald", c->sid[0] != '\0' ? c->sid : NULL, name, "secret.inject", detail, "ok"};
-            if (host_team_key_load(&k, ids->home) != 0) {
-                cr_log(CR_LOG_WARN, "identity %s: secret %s not injected: %s", name, e->d_name, cr_error_last()->message);
-            } else {
-                crypto_generichash(h, sizeof(h), (const unsigned char *)value, vlen, k, HOST_IDN_KEY_LEN);
-                host_secure_free(k);
-                snprintf(detail, sizeof(detail), "%.128s v%" PRIu64 " keyed-blake2b:", e->d_name, version);
-                for (size_t i = 0; i < 8; ++i)
-                    snprintf(detail + strlen(detail), 3, "%02x", h[i]);
-                if (host_store_activity(ids->host->store, &rec) != 0)
-                    cr_log(CR_LOG_WARN, "identity %s: secret %s not injected: its audit record could not be written (%s)",
-                           name, e->d_name, cr_error_last()->message);
-                else if ((kv = sodium_malloc(kl + 1 + vlen + 1)) != NULL) {
-                    memcpy(kv, e->d_name, kl);
-                    kv[kl] = '=';
-                    memcpy(kv + kl + 1, value, vlen + 1);
-                    env[n] = kv;
-                    values[n] = value;
-                    value = NULL;
-                    ++n;
-                    audit_post(ids, name, sid, "secret.inject", detail);
-                }
+            crypto_generichash(h, sizeof(h), (const unsigned char *)value, vlen, k, HOST_IDN_KEY_LEN);
+            snprintf(detail, sizeof(detail), "%.128s v%" PRIu64 " keyed-blake2b:", e->d_name, version);
+            for (size_t i = 0; i < 8; ++i)
+                snprintf(detail + strlen(detail), 3, "%02x", h[i]);
+            if (host_store_activity(ids->host->store, &rec) != 0)
+                cr_log(CR_LOG_WARN, "identity %s: secret %s not injected: its audit record could not be written (%s)",
+                       name, e->d_name, cr_error_last()->message);
+            else if ((kv = sodium_malloc(kl + 1 + vlen + 1)) != NULL) {
+                memcpy(kv, e->d_name, kl);
+                kv[kl] = '=';
+                memcpy(kv + kl + 1, value, vlen + 1);
+                env[n] = kv;
+                values[n] = value;
+                value = NULL;
+                ++n;
+                audit_post(ids, name, sid, "secret.inject", detail);
             }
         } else {
             cr_log(CR_LOG_WARN, "identity %s: the cached secret %s does not open; not injected", name, e->d_name);
@@ -1495,6 +1500,7 @@ size_t host_ids_secrets(host_ids_t *ids, const char *name, const char *sid, char
     }
     closedir(d);
     host_secure_free(vk);
+    host_secure_free(k);
     call_free(c);
     return n;
 }
