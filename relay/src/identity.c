@@ -8,13 +8,13 @@
 #include "corral/error.h"
 #include "corral/log.h"
 #include "corral/mp.h"
+#include "corral/ulid.h"
 #include <inttypes.h>
 #include <msgpack.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/time.h>
 
 extern const char relay_lua_identity[];
 extern const size_t relay_lua_identity_len;
@@ -29,13 +29,6 @@ relay_script_t relay_identity_script = {.name = "identity"};
 #define BLOB_MAX (64u << 10)          /* a wrapped key or one sealed secret, as base64url */
 
 /* ---- small things ---------------------------------------------------------------------------------------------- */
-
-uint64_t relay_now_ms(void)
-{
-    struct timeval tv;
-    gettimeofday(&tv, NULL);
-    return (uint64_t)tv.tv_sec * 1000 + (uint64_t)tv.tv_usec / 1000;
-}
 
 int relay_identity_name_ok(const char *s, size_t n)
 {
@@ -347,7 +340,7 @@ static void on_create(relay_req_t *rr)
         icall_arg(c, rr->who.team, strlen(rr->who.team)) | icall_arg(c, name.base, name.len) | icall_arg(c, id.base, id.len) |
         icall_arg(c, addr, strlen(addr)) | icall_arg(c, pk.base, pk.len) | icall_arg(c, wsk.base, wsk.len) |
         icall_arg(c, wvk.base, wvk.len) | icall_arg(c, rr->who.id, strlen(rr->who.id)) |
-        icall_argf(c, "%" PRIu64, relay_now_ms()) | icall_arg(c, actor, strlen(actor)) |
+        icall_argf(c, "%" PRIu64, cr_now_ms()) | icall_arg(c, actor, strlen(actor)) |
         icall_argf(c, "%" PRId64, relay_identity_audit_maxlen(relay)))
         c->bad = 1; /* icall_send answers 500 */
     icall_send(c, on_created);
@@ -455,7 +448,7 @@ static icall_t *vault_call(relay_req_t *rr, const char *step, int with_key)
 /* The arguments every vault step ends its audit record with: now, the actor, the identity, the audit stream's length. */
 static void audit_args(icall_t *c, relay_req_t *rr, const char *actor)
 {
-    icall_argf(c, "%" PRIu64, relay_now_ms());
+    icall_argf(c, "%" PRIu64, cr_now_ms());
     icall_arg(c, actor, strlen(actor));
     icall_arg(c, c->name, strlen(c->name));
     icall_argf(c, "%" PRId64, relay_identity_audit_maxlen(rr->relay));
@@ -877,7 +870,7 @@ static void on_audit_post(relay_req_t *rr)
                     snprintf(tmp, sizeof(tmp), "%" PRIu64, it.u), s.base = tmp, s.len = strlen(tmp);
             }
             if (f == 0 && s.len == 0)
-                snprintf(tmp, sizeof(tmp), "%" PRIu64, relay_now_ms()), s.base = tmp, s.len = strlen(tmp);
+                snprintf(tmp, sizeof(tmp), "%" PRIu64, cr_now_ms()), s.base = tmp, s.len = strlen(tmp);
             if (!audit_word_ok(s.base, s.len, f == 4 ? 128 : 80) || ((f == 2 || f == 3 || f == 5) && s.len == 0)) {
                 relay_respond_error(rr, 400, "bad_request", fields[f],
                                     "record %zu: %s must be a printable word without spaces%s", r, fields[f],

@@ -10,9 +10,6 @@
 
 extern relay_script_t relay_identity_script; /* relay/lua/identity.lua */
 
-/* Milliseconds since the epoch (wall clock). */
-uint64_t relay_now_ms(void);
-
 /* Whether s[0..n) is an identity name: 1 to 63 of a-z, 0-9 and '-', not starting or ending with '-'. */
 int relay_identity_name_ok(const char *s, size_t n);
 

@@ -153,7 +153,7 @@ static void store_sealed(relay_t *relay, const route_t *r, const char *kind, con
                                                                plain->len, r->pk) != 0)
         bad = 1;
     s->lens[5] = blen;
-    snprintf(tmp, sizeof(tmp), "%" PRIu64, relay_now_ms());
+    snprintf(tmp, sizeof(tmp), "%" PRIu64, cr_now_ms());
     SETARG(6, tmp, strlen(tmp));
     snprintf(tmp, sizeof(tmp), "%" PRId64, cr_config_int(relay->conf, "mail.inbox_maxlen"));
     SETARG(7, tmp, strlen(tmp));
@@ -201,7 +201,7 @@ static int mail_message(cr_buf_t *b, const cr_mail_t *m, const char *raw, size_t
     w_s(b, "to", m->to != NULL && m->to[0] != '\0' ? m->to : rcpt);
     w_s(b, "subject", m->subject);
     CR_MPW_LIT(b, "date"), cr_mpw_uint(b, m->date_ms > 0 ? (uint64_t)m->date_ms : 0);
-    CR_MPW_LIT(b, "received"), cr_mpw_uint(b, relay_now_ms());
+    CR_MPW_LIT(b, "received"), cr_mpw_uint(b, cr_now_ms());
     w_s(b, "text", m->text);
     CR_MPW_LIT(b, "links");
     cr_mpw_array(b, (uint32_t)m->nlinks);
@@ -659,8 +659,8 @@ static void on_sms_route(relay_t *relay, const route_t *r, int status, void *dat
     w_s(&b, "from", j->from);
     w_s(&b, "to", j->to);
     w_s(&b, "subject", "");
-    CR_MPW_LIT(&b, "date"), cr_mpw_uint(&b, relay_now_ms());
-    CR_MPW_LIT(&b, "received"), cr_mpw_uint(&b, relay_now_ms());
+    CR_MPW_LIT(&b, "date"), cr_mpw_uint(&b, cr_now_ms());
+    CR_MPW_LIT(&b, "received"), cr_mpw_uint(&b, cr_now_ms());
     w_s(&b, "text", j->body);
     CR_MPW_LIT(&b, "links");
     cr_mpw_array(&b, nl > 0 ? (uint32_t)nl : 0);
