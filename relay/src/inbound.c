@@ -9,6 +9,7 @@
 #include "corral/error.h"
 #include "corral/log.h"
 #include "corral/mp.h"
+#include "corral/query.h"
 #include "corral/ulid.h"
 #include "mime.h"
 #include "otp.h"
@@ -535,28 +536,12 @@ typedef struct st_form_field_t {
     char *name, *value;
 } form_field_t;
 
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
-/* Decodes application/x-www-form-urlencoded text ('+' is a space, %XX a byte) into a malloc'd string. */
+/* Decodes a form-encoded name or value into a malloc'd string. */
 static char *form_decode(const char *s, size_t n)
 {
-    char *out = malloc(n + 1), *o = out;
-    if (out == NULL)
-        return NULL;
-    for (size_t i = 0; i < n; ++i) {
-        if (s[i] == '+') {
-            *o++ = ' ';
-        } else if (s[i] == '%' && i + 2 < n && hexval(s[i + 1]) >= 0 && hexval(s[i + 2]) >= 0) {
-            *o++ = (char)(hexval(s[i + 1]) * 16 + hexval(s[i + 2]));
-            i += 2;
-        } else {
-            *o++ = s[i];
-        }
-    }
-    *o = '\0';
+    char *out = malloc(n + 1);
+    if (out != NULL)
+        cr_form_decode(out, s, n);
     return out;
 }
 

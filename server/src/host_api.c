@@ -831,31 +831,15 @@ static void ids_pending(h2o_req_t *req, api_ids_ctx_t *ctx, host_ids_call_t *cal
     ctx->guard = g;
 }
 
-static int hexval(char c)
-{
-    return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
-}
-
 /* A query parameter, percent-decoded ('+' is a space) into the request's pool; NULL when absent. */
 static const char *query_text(h2o_req_t *req, const char *name)
 {
     const char *v = query(req, name);
-    char *out, *o;
+    char *out;
     if (v == NULL)
         return NULL;
-    out = o = h2o_mem_alloc_pool(&req->pool, strlen(v) + 1);
-    for (const char *p = v; *p != '\0'; ++p) {
-        int hi, lo;
-        if (*p == '+') {
-            *o++ = ' ';
-        } else if (*p == '%' && (hi = hexval(p[1])) >= 0 && (lo = hexval(p[2])) >= 0) {
-            *o++ = (char)(hi * 16 + lo);
-            p += 2;
-        } else {
-            *o++ = *p;
-        }
-    }
-    *o = '\0';
+    out = h2o_mem_alloc_pool(&req->pool, strlen(v) + 1);
+    cr_form_decode(out, v, strlen(v));
     return out;
 }
 

@@ -29,8 +29,22 @@ static void test_params(void)
     ok(get("&&a=x=y&", "a", v, sizeof(v)) == 1 && strcmp(v, "x=y") == 0);
 }
 
+static void test_form_decode(void)
+{
+    char out[64];
+    ok(cr_form_decode(out, "Your+code%3A+123%2B456", 22) == 18);
+    ok_str(out, "Your code: 123+456");
+    ok(cr_form_decode(out, "%E9%AA%8C%e8%af%81", 18) == 6);
+    ok_str(out, "\xe9\xaa\x8c\xe8\xaf\x81"); /* 验证, either case of hex */
+    ok(cr_form_decode(out, "100%+sure%4", 11) == 11); /* a '%' without two hex digits stays */
+    ok_str(out, "100% sure%4");
+    ok(cr_form_decode(out, "a%00b", 5) == 3 && out[1] == '\0' && out[2] == 'b');
+    ok(cr_form_decode(out, "", 0) == 0 && out[0] == '\0');
+}
+
 int main(void)
 {
     subtest("parameters", test_params);
+    subtest("form decoding", test_form_decode);
     return done_testing();
 }
