@@ -11,7 +11,12 @@ libmsgpack-dev libsodium-dev libhiredis-dev redis-server
 libgmime-3.0-dev libpcre2-dev libqrencode-dev
 libpocketsphinx-dev pocketsphinx-en-us libopusfile-dev
 clang libclang-rt-14-dev
-python3 python3-cryptography python3-jwt openssl redis-tools"
+python3 python3-cryptography python3-jwt openssl redis-tools
+chromium espeak-ng"
+# The phone web app (clients/web) is built with Node.js and npm: Debian's, unless the machine has a node already.
+if ! command -v node >/dev/null 2>&1; then
+    PKGS="$PKGS nodejs npm"
+fi
 
 missing=""
 for p in $PKGS; do
@@ -34,4 +39,12 @@ if [ -n "$missing" ]; then
     # shellcheck disable=SC2086
     $SUDO apt-get install -y -qq --no-install-recommends $missing >/dev/null
     echo "install-deps: done"
+fi
+
+# The web app's npm packages (esbuild, playwright-core, ...), exactly as package-lock.json says: when they are missing
+# or the lock file changed since they were installed.
+WEB="$(cd "$(dirname "$0")/.." && pwd)/clients/web"
+if [ ! -f "$WEB/node_modules/.package-lock.json" ] || [ "$WEB/package-lock.json" -nt "$WEB/node_modules/.package-lock.json" ]; then
+    echo "install-deps: npm ci in clients/web"
+    (cd "$WEB" && npm ci --no-audit --no-fund --loglevel=error >/dev/null)
 fi

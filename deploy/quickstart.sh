@@ -5,7 +5,8 @@
 # On the first run it creates the team "local" with an admin and a host token, kept in var/quickstart.env (mode 0600).
 # Running it again reuses them (idempotent).
 # Environment: CORRAL_HTTP_LISTEN (default 127.0.0.1:8080), CORRAL_DATA_DIR (default ./var/relay), CORRAL_HOME (corrald's
-# home, default ~/.local/state/corral), CORRAL_BUILD_DIR (default build), any CORRAL_* key of the relay.
+# home, default ~/.local/state/corral), CORRAL_BUILD_DIR (default build), CORRAL_WEB_ROOT (default the web app built in
+# $CORRAL_BUILD_DIR/web), any CORRAL_* key of the relay.
 set -eu
 START_DIR="$(pwd)"
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -15,8 +16,8 @@ cd "$ROOT"
 BUILD="${CORRAL_BUILD_DIR:-build}"
 mkdir -p "$(dirname "$BUILD")"
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >"$BUILD.cmake.log" 2>&1 || { cat "$BUILD.cmake.log"; exit 1; }
-echo "quickstart: building corral-relay, corrald and corral into $BUILD/bin (log: $BUILD.build.log)"
-cmake --build "$BUILD" -j "$(nproc 2>/dev/null || echo 2)" --target corral-relay corrald corral >"$BUILD.build.log" 2>&1 ||
+echo "quickstart: building corral-relay, corrald, corral into $BUILD/bin and the web app into $BUILD/web (log: $BUILD.build.log)"
+cmake --build "$BUILD" -j "$(nproc 2>/dev/null || echo 2)" --target corral-relay corrald corral corral-web >"$BUILD.build.log" 2>&1 ||
     { tail -50 "$BUILD.build.log"; exit 1; }
 
 BIN="$(cd "$BUILD/bin" && pwd)"
@@ -24,6 +25,7 @@ RELAY="$BIN/corral-relay"
 CORRAL="$BIN/corral"
 export CORRAL_DATA_DIR="${CORRAL_DATA_DIR:-$ROOT/var/relay}"
 export CORRAL_HTTP_LISTEN="${CORRAL_HTTP_LISTEN:-127.0.0.1:8080}"
+export CORRAL_WEB_ROOT="${CORRAL_WEB_ROOT:-$(cd "$BUILD" && pwd)/web}"   # the phone app the relay serves at /
 ENV_FILE="$ROOT/var/quickstart.env"
 mkdir -p "$CORRAL_DATA_DIR"
 

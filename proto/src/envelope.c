@@ -19,6 +19,7 @@ static const char *const kind_names[] = {
     [CR_EV_ACTION_APPLIED] = "action.applied",
     [CR_EV_INBOX_MESSAGE] = "inbox.message",
     [CR_EV_SESSION_DONE] = "session.done",
+    [CR_EV_DIFF_FULL] = "diff.full",
     [CR_ACT_APPROVE] = "approve",
     [CR_ACT_REJECT] = "reject",
     [CR_ACT_REPLY] = "reply",
@@ -26,6 +27,7 @@ static const char *const kind_names[] = {
     [CR_ACT_INTERRUPT] = "interrupt",
     [CR_ACT_SUSPEND] = "suspend",
     [CR_ACT_RESUME] = "resume",
+    [CR_ACT_DIFF] = "diff",
 };
 #define NUM_KINDS (sizeof(kind_names) / sizeof(kind_names[0]))
 
@@ -105,7 +107,12 @@ static const field_t f_action_applied[] = {{"aid", F_ID, 1, 0, NULL},
                                            {"ok", F_BOOL, 1, 0, NULL},
                                            {"detail", F_STR, 0, 0, NULL},
                                            {"commit", F_STR, 0, 0, NULL},
+                                           {"code", F_STR, 0, 0, NULL},
+                                           {"heard", F_STR, 0, 0, NULL},
                                            END_FIELDS};
+static const field_t f_diff_full[] = {{"head", F_STR, 1, 0, NULL},  {"part", F_UINT, 1, 0, NULL},
+                                      {"parts", F_UINT, 1, 0, NULL}, {"patch", F_STR, 1, LIMIT(max_patch), NULL},
+                                      {"truncated", F_BOOL, 0, 0, NULL}, END_FIELDS};
 static const field_t f_inbox_message[] = {{"channel", F_ENUM, 1, 0, channels},
                                           {"from", F_STR, 1, 0, NULL},
                                           {"subject", F_STR, 0, 0, NULL},
@@ -133,6 +140,7 @@ static const field_t *const schemas[] = {
     [CR_EV_ACTION_APPLIED] = f_action_applied,
     [CR_EV_INBOX_MESSAGE] = f_inbox_message,
     [CR_EV_SESSION_DONE] = f_session_done,
+    [CR_EV_DIFF_FULL] = f_diff_full,
     [CR_ACT_APPROVE] = f_approve,
     [CR_ACT_REJECT] = f_reject,
     [CR_ACT_REPLY] = f_reply,
@@ -140,6 +148,7 @@ static const field_t *const schemas[] = {
     [CR_ACT_INTERRUPT] = f_none,
     [CR_ACT_SUSPEND] = f_none,
     [CR_ACT_RESUME] = f_none,
+    [CR_ACT_DIFF] = f_none,
 };
 
 static const char *type_name(int type)
@@ -558,7 +567,7 @@ int cr_action_decode(cr_action_t *out, const char *mp, size_t len, const cr_limi
     out->kind = cr_kind_parse(e.k.base, e.k.len);
     if (!cr_kind_is_action(out->kind))
         return cr_error_set(CR_EKIND, "k", "%.*s is not an action kind this version can apply (approve, reject, reply, task, "
-                            "interrupt, suspend, resume)", (int)e.k.len, e.k.base);
+                            "interrupt, suspend, resume, diff)", (int)e.k.len, e.k.base);
     out->sid = e.sid;
     out->aid = e.aid;
     out->ref = e.ref;

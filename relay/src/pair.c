@@ -201,9 +201,11 @@ static void on_pair_set(relay_rdb_t *rdb, redisReply *reply, void *data)
            rr->who.team);
     msgpack_sbuffer_init(&sb);
     msgpack_packer_init(&pk, &sb, msgpack_sbuffer_write);
-    msgpack_pack_map(&pk, url[0] != '\0' ? 3 : 2);
+    msgpack_pack_map(&pk, url[0] != '\0' ? 4 : 3);
     pk_lit(&pk, "code");
     pk_lit(&pk, c->code);
+    pk_lit(&pk, "team"); /* the host seals bodies with K and its team's name (PROTOCOL.md "Sealing") */
+    pk_lit(&pk, rr->who.team);
     pk_lit(&pk, "expires");
     msgpack_pack_uint64(&pk, c->created + PAIR_TTL_S * 1000ull);
     if (url[0] != '\0') {

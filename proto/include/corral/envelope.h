@@ -22,6 +22,7 @@ typedef enum cr_kind_t {
     CR_EV_ACTION_APPLIED,
     CR_EV_INBOX_MESSAGE,
     CR_EV_SESSION_DONE,
+    CR_EV_DIFF_FULL,
     /* actions (phone -> relay -> host) */
     CR_ACT_APPROVE = 32,
     CR_ACT_REJECT,
@@ -30,6 +31,7 @@ typedef enum cr_kind_t {
     CR_ACT_INTERRUPT,
     CR_ACT_SUSPEND,
     CR_ACT_RESUME,
+    CR_ACT_DIFF,
 } cr_kind_t;
 
 /* The wire name of a kind ("approval.request"); NULL for CR_KIND_UNKNOWN. */

@@ -162,6 +162,22 @@ static void test_every_kind(void)
        cr_span_eq(ev.idn, "feature-auth-agent", 18));
     ok(decode_json_event(events[10], &ev) == 0 && ev.kind == CR_KIND_UNKNOWN && cr_span_eq(ev.k, "agent.thinking", 14));
     ok(strcmp(cr_kind_name(CR_ACT_RESUME), "resume") == 0 && cr_kind_parse("diff.ready", 10) == CR_EV_DIFF_READY);
+    /* the full diff: the diff action and its diff.full answer */
+    ok(cr_kind_parse("diff", 4) == CR_ACT_DIFF && cr_kind_is_action(CR_ACT_DIFF) && cr_kind_parse("diff.full", 9) == CR_EV_DIFF_FULL &&
+       !cr_kind_is_action(CR_EV_DIFF_FULL));
+    {
+        cr_event_t fe;
+        cr_action_t fa;
+        cr_span_t m = J("{\"v\":1,\"k\":\"diff.full\",\"sid\":\"S\",\"seq\":3,\"ts\":5,\"pri\":1,"
+                        "\"b\":{\"head\":\"corral/x\",\"part\":1,\"parts\":2,\"patch\":\"diff --git a/x b/x\\n\"}}");
+        ok(cr_event_decode(&fe, m.base, m.len, NULL) == 0 && fe.kind == CR_EV_DIFF_FULL);
+        m = J("{\"v\":1,\"k\":\"diff\",\"sid\":\"S\",\"aid\":\"A1\",\"ts\":5}");
+        ok(cr_action_decode(&fa, m.base, m.len, NULL) == 0 && fa.kind == CR_ACT_DIFF);
+    }
+    EXPECT_EV_ERR("{\"v\":1,\"k\":\"diff.full\",\"sid\":\"S\",\"seq\":3,\"ts\":5,\"pri\":1,\"b\":{\"head\":\"h\",\"part\":1,"
+                  "\"patch\":\"p\"}}", CR_EBODY, "b.parts");
+    EXPECT_EV_ERR("{\"v\":1,\"k\":\"action.applied\",\"sid\":\"S\",\"seq\":3,\"ts\":5,\"pri\":1,\"b\":{\"aid\":\"A\",\"ok\":false,"
+                  "\"heard\":7}}", CR_EBODY, "b.heard");
 }
 
 static void test_envelope_errors(void)
