@@ -63,7 +63,7 @@ static const struct {
     {"interrupt", "NAME", "interrupt the agent's running turn"},
     {"suspend", "NAME", "end the agent cleanly, keeping its worktree and conversation"},
     {"resume", "NAME [TEXT]", "restart a suspended session's agent in the same conversation"},
-    {"ask", "QUESTION", "from inside a session: ask the human and print the answer"},
+    {"ask", "QUESTION [--option TEXT]...", "from inside a session: ask the human (offering up to 9 answers) and print the answer"},
     {"up", "[--relay URL --token TOKEN] [--repo DIR]",
      "keep the relay and host token in <home>/corrald.ini (mode 0600) and start corrald for the repository in the\n"
      "            background (log: <home>/corrald.log) unless it runs already; waits until it answers"},
@@ -322,6 +322,8 @@ typedef struct st_args_t {
     const char *name, *agent, *cmd, *identity, *base, *rid, *reason, *aid, *after, *relay, *relay_token, *repo;
     const char *email, *wait, *subject, *from, *since, *version, *limit;
     int follow, discard, keep_branch, inject, list;
+    const char *options[9]; /* ask --option, in order */
+    int noptions;
 } args_t;
 
 /* Escapes a path segment (session names are [A-Za-z0-9._-], but the user may type anything). */
@@ -600,7 +602,7 @@ static int cmd_ask(const args_t *a)
     long status = 0;
     int rc;
     if (a->npos != 1) {
-        fprintf(stderr, "corral: usage: corral ask \"QUESTION\"\n");
+        fprintf(stderr, "corral: usage: corral ask \"QUESTION\" [--option TEXT]...\n");
         return EXIT_USAGE;
     }
     if (token == NULL || token[0] == '\0') {
@@ -610,6 +612,15 @@ static int cmd_ask(const args_t *a)
     cr_buf_init(&body, 1u << 20);
     cr_buf_append(&body, "{", 1);
     json_kv(&body, "text", a->pos[0]);
+    if (a->noptions > 0) {
+        cr_buf_append(&body, ",\"options\":[", 12);
+        for (int i = 0; i < a->noptions; ++i) {
+            if (i > 0)
+                cr_buf_append(&body, ",", 1);
+            json_str(&body, a->options[i]);
+        }
+        cr_buf_append(&body, "]", 1);
+    }
     cr_buf_append(&body, "}", 2);
     rc = call(&resp, &mp, &v, "POST", "/v1/ask?wait=50", body.base, 120, &status);
     cr_buf_free(&body);
@@ -1390,6 +1401,14 @@ int main(int argc, char **argv)
         OPT("--version", version)
         OPT("--limit", limit)
 #undef OPT
+        if (strcmp(s, "--option") == 0 && i + 1 < argc) {
+            if (a.noptions == 9) {
+                fprintf(stderr, "corral: at most 9 --option\n");
+                return EXIT_USAGE;
+            }
+            a.options[a.noptions++] = argv[++i];
+            continue;
+        }
         if (strcmp(s, "--json") == 0)
             json_out = 1;
         else if (strcmp(s, "-f") == 0 || strcmp(s, "--follow") == 0)

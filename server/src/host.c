@@ -2,7 +2,10 @@
  * queued tasks, and the actions approve/reject/reply/task/interrupt/suspend/resume, each applied once by aid. */
 #define _GNU_SOURCE
 #include "host.h"
+#include "pair.h"
+#include "corral/seal.h"
 #include "corral/error.h"
+#include "corral/fs.h"
 #include "corral/log.h"
 #include "corral/mp.h"
 #include "corral/ulid.h"
@@ -79,12 +82,50 @@ static void on_tflush(uv_timer_t *t)
             cr_log_sid(CR_LOG_ERROR, s->rec->sid, "transcript: %s", cr_error_last()->message);
 }
 
+int host_seal_refresh(host_t *h)
+{
+    unsigned char key[HOST_PAIR_KEY_LEN];
+    char team[128];
+    int have;
+    h->seal_checked = uv_now(h->loop) + 1;
+    if (h->home == NULL || h->seal_off)
+        return 0;
+    if ((have = host_team_seal_keys(h->home, key, team, sizeof(team))) < 0) {
+        cr_log(CR_LOG_ERROR, "sealing: %s", cr_error_last()->message);
+        return 0;
+    }
+    if (have == 1) {
+        if (!host_store_sealing(h->store))
+            cr_log(CR_LOG_INFO, "sealing event bodies for the relay with the team key of team %s", team);
+        if (host_store_seal(h->store, key, team) != 0)
+            have = 0;
+        sodium_memzero(key, sizeof(key));
+    }
+    return have == 1;
+}
+
+int host_open_action(host_t *h, cr_buf_t *out, const cr_action_t *a)
+{
+    unsigned char key[HOST_PAIR_KEY_LEN];
+    char team[128];
+    int rc, have = h->home != NULL ? host_team_seal_keys(h->home, key, team, sizeof(team)) : 0;
+    if (have < 0)
+        return -1;
+    if (have == 0)
+        return cr_error_set(CR_ESEAL, "b", "a sealed body, and this host has no team key to open it (pair it first)");
+    rc = cr_action_open_body(out, key, team, a, NULL);
+    sodium_memzero(key, sizeof(key));
+    return rc;
+}
+
 int host_emit(host_session_t *s, const char *kind, int pri, const char *body, size_t len)
 {
     host_t *h = s->host;
     cr_buf_t out;
     char *masked = NULL;
     int rc;
+    if (h->home != NULL && !h->seal_off && !host_store_sealing(h->store) && uv_now(h->loop) >= h->seal_checked + 5000)
+        host_seal_refresh(h);
     /* an agent that prints an injected secret must not put it in an event: each occurrence becomes '*'s of the same
      * length, which keeps the msgpack (a str's bytes) valid */
     for (size_t i = 0; i < s->nmask && body != NULL; ++i) {
@@ -508,12 +549,19 @@ int host_new(host_t **out, uv_loop_t *loop, const host_opts_t *opts)
     h->claude_cmd = xstrdup(opts->claude_cmd != NULL ? opts->claude_cmd : "claude");
     h->codex_cmd = xstrdup(opts->codex_cmd != NULL ? opts->codex_cmd : "codex");
     h->url = xstrdup(opts->url);
+    h->home = xstrdup(opts->home);
+    h->seal_off = opts->seal != NULL && strcmp(opts->seal, "off") == 0;
+    if (opts->seal != NULL && strcmp(opts->seal, "off") != 0 && strcmp(opts->seal, "auto") != 0) {
+        rc = cr_error_set(CR_ECONFIG, "relay.seal", "relay.seal must be auto or off, not %s", opts->seal);
+        goto done;
+    }
     if ((rc = host_git_policy_parse(&h->policy, opts->merge_policy)) != 0)
         goto done;
     if ((rc = host_git_open(&h->git, opts->repo != NULL ? opts->repo : ".")) != 0)
         goto done;
     if ((rc = host_store_open(&h->store, host_git_workdir(h->git))) != 0)
         goto done;
+    host_seal_refresh(h);
     if ((rc = host_store_session_list(&list, &n, h->store)) != 0)
         goto done;
     for (size_t i = 0; i < n; ++i) {
@@ -565,6 +613,7 @@ void host_free(host_t *h)
     free(h->claude_cmd);
     free(h->codex_cmd);
     free(h->url);
+    free(h->home);
     free(h);
 }
 
@@ -776,6 +825,51 @@ static int approve_diff(host_action_result_t *out, host_session_t *s)
     return rc;
 }
 
+/* The `diff` action: the session's whole current diff as diff.full events {head, part, parts, patch, truncated?} of
+ * at most HOST_DIFF_PART bytes each, cut after a newline where one is near (else before a UTF-8 lead byte), so that
+ * each part is valid UTF-8 and the phone joins them in part order. */
+static int send_full_diff(host_action_result_t *out, host_session_t *s)
+{
+    host_git_diff_t d;
+    cr_buf_t b;
+    size_t off = 0, nparts = 0, cuts[HOST_DIFF_FULL_MAX / (HOST_DIFF_PART / 2) + 2];
+    int rc;
+    if ((rc = host_git_diff(&d, s->host->git, &s->rec->git, HOST_GIT_SINCE_BASE, SIZE_MAX, HOST_DIFF_FULL_MAX)) != 0)
+        return rc;
+    const char *p = d.patch.base != NULL ? d.patch.base : "";
+    size_t len = d.patch.len;
+    cuts[nparts++] = 0;
+    while (len - off > HOST_DIFF_PART && nparts < sizeof(cuts) / sizeof(cuts[0])) {
+        size_t end = off + HOST_DIFF_PART, nl = end;
+        while (nl > off + HOST_DIFF_PART / 2 && p[nl - 1] != '\n')
+            --nl;
+        if (p[nl - 1] == '\n')
+            end = nl;
+        else
+            while (end > off + 1 && ((unsigned char)p[end] & 0xc0) == 0x80)
+                --end;
+        off = end;
+        cuts[nparts++] = off;
+    }
+    cr_buf_init(&b, HOST_DIFF_PART + 256);
+    for (size_t i = 0; i < nparts && rc == 0; ++i) {
+        size_t from = cuts[i], to = i + 1 < nparts ? cuts[i + 1] : len;
+        int last_trunc = i + 1 == nparts && (d.patch_truncated || d.files_truncated);
+        cr_buf_reset(&b);
+        rc = cr_mpw_map(&b, last_trunc ? 5 : 4) || mpw_kv(&b, "head", s->rec->git.branch) || CR_MPW_LIT(&b, "part") ||
+             cr_mpw_uint(&b, i + 1) || CR_MPW_LIT(&b, "parts") || cr_mpw_uint(&b, nparts) || CR_MPW_LIT(&b, "patch") ||
+             cr_mpw_str(&b, p + from, to - from) || (last_trunc && (CR_MPW_LIT(&b, "truncated") || cr_mpw_bool(&b, 1)));
+        if (rc == 0 && host_emit(s, "diff.full", 1, b.base, b.len) != 0)
+            rc = -1;
+    }
+    if (rc == 0)
+        snprintf(out->detail, sizeof(out->detail), "sent the full diff: %zu bytes in %zu part%s%s", len, nparts,
+                 nparts == 1 ? "" : "s", d.patch_truncated || d.files_truncated ? " (cut at the 4 MiB limit)" : "");
+    cr_buf_free(&b);
+    host_git_diff_free(&d);
+    return rc;
+}
+
 static int apply(host_action_result_t *out, host_session_t *s, const char *kind, const char *b, size_t blen)
 {
     host_store_session_t *r = s->rec;
@@ -783,7 +877,7 @@ static int apply(host_action_result_t *out, host_session_t *s, const char *kind,
     int rc = 0;
 
 #define REFUSE(...) do { rc = cr_error_set(CR_ECONFLICT, NULL, __VA_ARGS__); goto done; } while (0)
-    if (strcmp(kind, "resume") != 0 && finished(s))
+    if (strcmp(kind, "resume") != 0 && strcmp(kind, "diff") != 0 && finished(s))
         REFUSE("session %s has ended (%s); start a new one", r->git.name, host_store_state_name(r->state));
     if (strcmp(kind, "approve") == 0 || strcmp(kind, "reject") == 0) {
         int allow = kind[0] == 'a';
@@ -874,6 +968,10 @@ static int apply(host_action_result_t *out, host_session_t *s, const char *kind,
         snprintf(out->detail, sizeof(out->detail), "resumed%s%s", r->resume_id != NULL ? " conversation " : "",
                  r->resume_id != NULL ? r->resume_id : "");
         out->ok = 1;
+    } else if (strcmp(kind, "diff") == 0) {
+        if ((rc = send_full_diff(out, s)) != 0)
+            goto done;
+        out->ok = 1;
     } else {
         rc = cr_error_set(CR_EKIND, "k", "unknown action '%s'", kind);
     }
@@ -885,14 +983,16 @@ done:
     return rc;
 }
 
-int host_action_apply(host_action_result_t *out, host_session_t *s, const char *kind, const char *aid, const char *b,
-                      size_t blen)
+static int action_apply(host_action_result_t *out, host_session_t *s, const char *kind, const char *aid, const char *b,
+                        size_t blen, const char *heard)
 {
     host_store_session_t *r = s->rec;
     cr_buf_t ev;
     int rc, was_needs;
 
     memset(out, 0, sizeof(*out));
+    if (heard != NULL)
+        snprintf(out->heard, sizeof(out->heard), "%s", heard);
     if (aid != NULL && aid[0] != '\0') {
         if (!cr_id_valid(aid, strlen(aid)))
             return cr_error_set(CR_EBODY, "aid", "not a valid action id: %s", aid);
@@ -907,22 +1007,35 @@ int host_action_apply(host_action_result_t *out, host_session_t *s, const char *
         return 0;
     }
     was_needs = r->has_needs;
-    rc = apply(out, s, kind, b, blen);
+    if (strcmp(kind, "voice") == 0) { /* a voice reply nothing could make out: b is the message */
+        snprintf(out->code, sizeof(out->code), "not_understood");
+        snprintf(out->detail, sizeof(out->detail), "%.*s", (int)blen, b);
+        rc = CR_EBODY;
+        kind = "reply";
+    } else {
+        rc = apply(out, s, kind, b, blen);
+    }
+    if (!out->ok && out->code[0] == '\0' && out->detail[0] != '\0' && rc != 0)
+        snprintf(out->code, sizeof(out->code), "%s", cr_err_code(rc));
     if (rc != 0 && !out->ok && out->detail[0] == '\0') /* not applicable: nothing happened, no event */
         return rc;
     {
         cr_error_t saved = *cr_error_last();
         host_store_aid_add(r, out->aid);
         cr_buf_init(&ev, 8192);
-        cr_mpw_map(&ev, out->commit[0] != '\0' ? 4 : 3);
+        cr_mpw_map(&ev, 3 + (out->commit[0] != '\0') + (out->heard[0] != '\0') + (out->code[0] != '\0'));
         mpw_kv(&ev, "aid", out->aid);
         CR_MPW_LIT(&ev, "ok");
         cr_mpw_bool(&ev, out->ok);
         mpw_kv(&ev, "detail", out->detail);
         if (out->commit[0] != '\0')
             mpw_kv(&ev, "commit", out->commit);
+        if (out->heard[0] != '\0')
+            mpw_kv(&ev, "heard", out->heard);
+        if (out->code[0] != '\0')
+            mpw_kv(&ev, "code", out->code);
         if (!out->ok || strcmp(kind, "task") == 0 || strcmp(kind, "interrupt") == 0 || strcmp(kind, "suspend") == 0 ||
-            strcmp(kind, "resume") == 0 || (strcmp(kind, "reply") == 0 && !needs_is(s, "question"))) {
+            strcmp(kind, "resume") == 0 || strcmp(kind, "diff") == 0 || (strcmp(kind, "reply") == 0 && !needs_is(s, "question"))) {
             /* these answer no request, or failed to: keep what the session waits for */
             int hn = r->has_needs;
             char k[32], rd[HOST_STORE_SID_MAX + 1];
@@ -967,17 +1080,223 @@ int host_action_apply(host_action_result_t *out, host_session_t *s, const char *
     return rc;
 }
 
-int host_ask(char *rid_out, host_session_t *s, const char *text)
+int host_action_apply(host_action_result_t *out, host_session_t *s, const char *kind, const char *aid, const char *b,
+                      size_t blen)
+{
+    return action_apply(out, s, kind, aid, b, blen, NULL);
+}
+
+/* ---- voice replies -------------------------------------------------------------------------------------------- */
+
+int host_voice_keep(host_session_t *s, const char *aid, const char *audio, size_t len, const char *mime, char *path,
+                    size_t cap)
+{
+    char dir[4096], name[96];
+    int ogg = (mime != NULL && (strstr(mime, "ogg") != NULL || strstr(mime, "opus") != NULL)) ||
+              (mime == NULL && len >= 4 && memcmp(audio, "OggS", 4) == 0);
+    if (!cr_id_valid(aid, strlen(aid)))
+        return cr_error_set(CR_EBODY, "aid", "not a valid action id");
+    host_session_path(dir, sizeof(dir), s, "audio");
+    snprintf(name, sizeof(name), "%s.%s", aid, ogg ? "ogg" : "wav");
+    if (cr_mkdir_p(dir, 0700) != 0 || cr_write_atomic(dir, name, audio, len, 0600, 1) != 0)
+        return CR_EIO;
+    snprintf(path, cap, "%s/%s", dir, name);
+    return 0;
+}
+
+static const char *const number_words[] = {"one", "two", "three", "four", "five", "six", "seven", "eight", "nine"};
+
+/* Lowercase letters, digits and single spaces: what a transcript and a phrase are compared as. */
+static void norm_words(char *out, size_t cap, const char *in)
+{
+    size_t o = 0;
+    int space = 1;
+    for (; *in != '\0' && o + 1 < cap; ++in) {
+        unsigned char c = (unsigned char)*in;
+        if ((c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c >= 0x80 || c == '\'') {
+            if (c == '\'')
+                continue;
+            out[o++] = (char)(c >= 'A' && c <= 'Z' ? c + 32 : c);
+            space = 0;
+        } else if (!space) {
+            out[o++] = ' ';
+            space = 1;
+        }
+    }
+    while (o > 0 && out[o - 1] == ' ')
+        --o;
+    out[o] = '\0';
+}
+
+/* The question's options (from needs), up to max, as malloc'd strings; returns how many. */
+static size_t needs_options(const host_session_t *s, char **out, size_t max)
+{
+    const host_store_session_t *r = s->rec;
+    cr_mp_item_t it;
+    size_t n = 0;
+    if (r->needs_opts == NULL)
+        return 0;
+    const char *p = r->needs_opts, *end = p + r->needs_opts_len;
+    size_t hl = cr_mp_read(p, end, &it);
+    if (hl == 0 || it.type != 6 /* ARRAY */)
+        return 0;
+    uint32_t count = it.count;
+    p += hl;
+    for (uint32_t i = 0; i < count && p < end; ++i) {
+        if ((hl = cr_mp_read(p, end, &it)) == 0 || it.type != 5 /* STR */)
+            break;
+        if (n < max) {
+            out[n] = malloc(it.bytes.len + 1);
+            if (out[n] == NULL)
+                abort();
+            memcpy(out[n], it.bytes.base, it.bytes.len);
+            out[n][it.bytes.len] = '\0';
+            ++n;
+        }
+        p = it.bytes.base + it.bytes.len;
+    }
+    return n;
+}
+
+size_t host_voice_phrases(const host_session_t *s, char (*out)[96], size_t max)
+{
+    static const char *const cmds[] = {"approve", "reject", "yes", "no", "allow", "deny"};
+    char *opts[9];
+    size_t n = 0, nopt;
+#define ADD(str) do { if (n < max) snprintf(out[n++], 96, "%s", (str)); } while (0)
+    if (needs_is(s, "approval.request") || needs_is(s, "diff.ready")) {
+        for (size_t i = 0; i < sizeof(cmds) / sizeof(cmds[0]); ++i)
+            ADD(cmds[i]);
+    } else if (needs_is(s, "question") || s->ask_rid[0] != '\0') {
+        nopt = needs_options(s, opts, 9);
+        for (size_t i = 0; i < nopt; ++i) {
+            char w[96];
+            norm_words(w, sizeof(w), opts[i]);
+            if (w[0] != '\0')
+                ADD(w);
+            free(opts[i]);
+        }
+        for (size_t i = 0; i < nopt; ++i) {
+            char w[32];
+            snprintf(w, sizeof(w), "option %s", number_words[i]);
+            ADD(w);
+        }
+        ADD("yes");
+        ADD("no");
+    }
+#undef ADD
+    return n;
+}
+
+/* "option two", "option 2", "number two", "two", "2" -> 2; 0 when it is none of these. */
+static int option_number(const char *w)
+{
+    if (strncmp(w, "option ", 7) == 0)
+        w += 7;
+    else if (strncmp(w, "number ", 7) == 0)
+        w += 7;
+    if (strncmp(w, "number ", 7) == 0)
+        w += 7;
+    for (int i = 0; i < 9; ++i)
+        if (strcmp(w, number_words[i]) == 0 || (w[0] == '1' + i && w[1] == '\0'))
+            return i + 1;
+    return 0;
+}
+
+static int word_in(const char *w, const char *const *set)
+{
+    for (; *set != NULL; ++set)
+        if (strcmp(w, *set) == 0)
+            return 1;
+    return 0;
+}
+
+int host_action_refuse_voice(host_action_result_t *out, host_session_t *s, const char *aid, const char *code,
+                             const char *detail)
+{
+    int rc = action_apply(out, s, "voice", aid, detail, strlen(detail), NULL);
+    if (code != NULL && out->code[0] != '\0' && strcmp(code, "not_understood") != 0)
+        snprintf(out->code, sizeof(out->code), "%s", code);
+    return rc;
+}
+
+int host_action_apply_voice(host_action_result_t *out, host_session_t *s, const char *aid, const char *b, size_t blen,
+                            const char *heard, int from_grammar)
+{
+    static const char *const yes_words[] = {"approve", "yes", "allow", "accept", "approved", "yes please", "okay", "ok",
+                                            "approve it", "go ahead", NULL};
+    static const char *const no_words[] = {"reject", "no", "deny", "decline", "rejected", "denied", "reject it", NULL};
+    char w[512], *opts[9], msg[700];
+    char *rid = body_str(b, blen, "rid");
+    const char *r_rid = rid != NULL ? rid : s->rec->needs_rid;
+    cr_buf_t body;
+    int rc;
+    norm_words(w, sizeof(w), heard);
+    cr_buf_init(&body, 1024);
+    if (needs_is(s, "approval.request") || needs_is(s, "diff.ready")) {
+        const char *kind = word_in(w, yes_words) ? "approve" : word_in(w, no_words) ? "reject" : NULL;
+        if (kind == NULL) {
+            snprintf(msg, sizeof(msg), "heard \"%.200s\", which is neither approve nor reject; say approve or reject, "
+                     "or use the buttons", heard);
+            rc = action_apply(out, s, "voice", aid, msg, strlen(msg), heard);
+        } else {
+            cr_mpw_map(&body, r_rid[0] != '\0' ? 1 : 0);
+            if (r_rid[0] != '\0')
+                mpw_kv(&body, "rid", r_rid);
+            rc = action_apply(out, s, kind, aid, body.base, body.len, heard);
+        }
+    } else {
+        /* a question (its options first), a `corral ask`, or words for the agent */
+        size_t nopt = needs_options(s, opts, 9);
+        const char *text = from_grammar ? w : heard;
+        int num = option_number(w), chosen = num >= 1 && (size_t)num <= nopt ? num - 1 : -1;
+        for (size_t i = 0; i < nopt && chosen < 0; ++i) {
+            char o[512];
+            norm_words(o, sizeof(o), opts[i]);
+            if (strcmp(o, w) == 0)
+                chosen = (int)i;
+        }
+        if (chosen >= 0)
+            text = opts[chosen];
+        if (nopt > 0 && num >= 1 && (size_t)num > nopt) {
+            snprintf(msg, sizeof(msg), "heard \"%.200s\", but the question has %zu option%s", heard, nopt, nopt == 1 ? "" : "s");
+            rc = action_apply(out, s, "voice", aid, msg, strlen(msg), heard);
+        } else {
+            cr_mpw_map(&body, rid != NULL ? 2 : 1);
+            if (rid != NULL)
+                mpw_kv(&body, "rid", rid);
+            mpw_kv(&body, "text", text);
+            rc = action_apply(out, s, "reply", aid, body.base, body.len, heard);
+        }
+        for (size_t i = 0; i < nopt; ++i)
+            free(opts[i]);
+    }
+    cr_buf_free(&body);
+    free(rid);
+    return rc;
+}
+
+int host_ask(char *rid_out, host_session_t *s, const char *text, const char *const *options, size_t noptions)
 {
     cr_buf_t b;
     int rc;
     char rid[32];
     if (text == NULL || text[0] == '\0')
         return cr_error_set(CR_EBODY, "text", "a question needs text");
+    if (noptions > 9)
+        return cr_error_set(CR_EBODY, "options", "a question offers at most 9 options");
+    for (size_t i = 0; i < noptions; ++i)
+        if (options[i] == NULL || options[i][0] == '\0' || strlen(options[i]) > 200)
+            return cr_error_set(CR_EBODY, "options", "option %zu must be 1 to 200 bytes of text", i + 1);
     cr_ulid_new(rid);
     cr_buf_init(&b, BODY_MAX);
-    rc = cr_mpw_map(&b, 2) || mpw_kv(&b, "rid", rid) || CR_MPW_LIT(&b, "text") ||
+    rc = cr_mpw_map(&b, noptions > 0 ? 3 : 2) || mpw_kv(&b, "rid", rid) || CR_MPW_LIT(&b, "text") ||
          cr_mpw_str(&b, text, strlen(text) > 60000 ? 60000 : strlen(text));
+    if (rc == 0 && noptions > 0) {
+        rc = CR_MPW_LIT(&b, "options") || cr_mpw_array(&b, (uint32_t)noptions);
+        for (size_t i = 0; rc == 0 && i < noptions; ++i)
+            rc = cr_mpw_str(&b, options[i], strlen(options[i]));
+    }
     if (rc == 0)
         rc = host_emit(s, "question", 2, b.base, b.len);
     cr_buf_free(&b);

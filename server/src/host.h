@@ -6,12 +6,15 @@
 #include "agent.h"
 #include "git.h"
 #include "store.h"
+#include "corral/envelope.h"
 #include <stdint.h>
 #include <uv.h>
 
 #define HOST_TOKEN_LEN 52       /* "cst_" + 48 hex digits */
 #define HOST_STOP_GRACE_MS 5000 /* an agent asked to stop is killed after this long */
 #define HOST_DIFF_FILES_MAX 200 /* files listed in a diff.ready event */
+#define HOST_DIFF_PART (64u * 1024)          /* patch bytes per diff.full event (the protocol's patch limit) */
+#define HOST_DIFF_FULL_MAX (4u * 1024 * 1024) /* the whole diff a `diff` action sends, at most */
 #define HOST_INJECT_MAX 32      /* secrets injected into one agent's environment, at most */
 #define HOST_TRANSCRIPT_FLUSH_MS 40 /* agent output reaches transcript.jsonl within this (readers flush first) */
 
@@ -25,6 +28,8 @@ typedef struct st_host_opts_t {
     const char *codex_cmd;    /* agent.codex_cmd */
     const char *merge_policy; /* merge.policy: none|ff|squash|merge (NULL: ff) */
     const char *url;          /* what agents get in CORRAL_URL ("unix:/path/corrald.sock"); may be NULL */
+    const char *home;         /* corrald's home (team.key, team.name); NULL: bodies are never sealed */
+    const char *seal;         /* relay.seal: "auto" (NULL) seals bodies once the host is paired, "off" never */
 } host_opts_t;
 
 /* One session: its record (rec, saved in session.json), its agent while one runs, and its token. */
@@ -76,6 +81,9 @@ struct st_host_t {
     uv_timer_t *shutdown_timer; /* while host_shutdown waits for the agents (freed when closed) */
     uv_timer_t *tflush;         /* writes the transcripts' buffered lines HOST_TRANSCRIPT_FLUSH_MS after an event */
     uint64_t shutdown_started;
+    char *home;               /* NULL: no sealing */
+    int seal_off;             /* relay.seal = off */
+    uint64_t seal_checked;    /* when host_seal_refresh last looked (loop ms) */
 };
 
 /* Opens the repository (host_git_open) and its store (host_store_open), loads every session, and marks those whose
@@ -90,6 +98,15 @@ void host_free(host_t *h);
 /* Asks every running agent to end cleanly; their sessions become suspended. hooks.on_shutdown_done runs once all
  * have ended (at most HOST_STOP_GRACE_MS + 2 s later). */
 void host_shutdown(host_t *h);
+
+/* Seals event bodies for the relay with the team key from now on when the host has K and knows its team
+ * (<home>/team.key and team.name: made by pairing, or by the identity service) and relay.seal is not off.
+ * Returns whether bodies are sealed. host_emit calls it itself every few seconds until they are. */
+int host_seal_refresh(host_t *h);
+
+/* Opens a sealed action body (a msgpack bin) into out with K and the team. Returns 0, CR_ESEAL (no key: the host
+ * is not paired, or the box does not open) or a framing error. */
+int host_open_action(host_t *h, cr_buf_t *out, const cr_action_t *a);
 
 /* The session whose sid or name is key, or NULL. */
 host_session_t *host_session_find(host_t *h, const char *key);
@@ -126,6 +143,8 @@ typedef struct st_host_action_result_t {
     int duplicate; /* the aid was applied before; nothing was done again */
     char detail[1024];
     char commit[HOST_GIT_OID_HEX]; /* approve of a diff: the commit made ("" none) */
+    char heard[512];               /* a voice reply: the words acted on ("" none) */
+    char code[32];                 /* !ok: a stable word for why ("" none) */
 } host_action_result_t;
 
 /* Applies an action to session s once per aid (NULL: a fresh one): kind approve|reject|reply|task|interrupt|suspend|
@@ -137,9 +156,26 @@ typedef struct st_host_action_result_t {
 int host_action_apply(host_action_result_t *out, host_session_t *s, const char *kind, const char *aid, const char *b,
                       size_t blen);
 
-/* `corral ask`: emits a question {rid, text} (pri 2) for session s and remembers rid; the next reply to it sets
+/* Voice replies (DESIGN.md §7). A reply whose body has audio or a transcript and no text is a voice reply:
+ * host_voice_keep keeps its audio with the session (<session>/audio/<aid>.wav or .ogg; path receives where);
+ * host_voice_phrases lists what PocketSphinx may hear now (approve, reject, yes, no, allow, deny for an approval or
+ * a diff; a question's options, "option one" ... "option N" (N <= 9), yes, no; nothing when nothing waits);
+ * host_action_apply_voice acts on the words heard: for an approval or a diff, approve/yes/allow approve and
+ * reject/no/deny reject; for a question with options, an option's text or "option N" answers with that option;
+ * otherwise a transcript is the reply's text. What it cannot act on is answered with action.applied {ok false,
+ * code not_understood}; host_action_refuse_voice answers so for a recording nothing could make out. Both return as
+ * host_action_apply does. */
+int host_voice_keep(host_session_t *s, const char *aid, const char *audio, size_t len, const char *mime, char *path,
+                    size_t cap);
+size_t host_voice_phrases(const host_session_t *s, char (*out)[96], size_t max);
+int host_action_apply_voice(host_action_result_t *out, host_session_t *s, const char *aid, const char *b, size_t blen,
+                            const char *heard, int from_grammar);
+int host_action_refuse_voice(host_action_result_t *out, host_session_t *s, const char *aid, const char *code,
+                             const char *detail);
+
+/* `corral ask`: emits a question {rid, text, options?} (pri 2; at most 9 options of at most 200 bytes) for session s and remembers rid; the next reply to it sets
  * s->ask_answer. rid_out gets the rid (32 bytes). Returns 0, CR_EBODY or CR_EIO. */
-int host_ask(char *rid_out, host_session_t *s, const char *text);
+int host_ask(char *rid_out, host_session_t *s, const char *text, const char *const *options, size_t noptions);
 
 /* Emits an event of s (host_store_emit) and runs the hooks. Returns what host_store_emit returns. */
 int host_emit(host_session_t *s, const char *kind, int pri, const char *body, size_t len);

@@ -651,9 +651,33 @@ static void h_ask(host_api_t *api, h2o_req_t *req, host_session_t *s)
     text = field_str(req, &body, "text", &bad);
     if (bad)
         goto done;
-    if (host_ask(rid, s, text) != 0) {
-        send_cr_error(req);
-        goto done;
+    {
+        const char *opts[9];
+        size_t nopts = 0;
+        cr_span_t v;
+        cr_mp_item_t it;
+        if (cr_mp_map_get(body.base, body.len, "options", &v) == 0) {
+            const char *p = v.base, *end = v.base + v.len;
+            size_t hl = cr_mp_read(p, end, &it);
+            if (hl == 0 || it.type != 6 /* array */ || it.count > 9) {
+                send_error(req, 400, "bad_body", "options", "options must be an array of at most 9 strings");
+                goto done;
+            }
+            uint32_t count = it.count;
+            p += hl;
+            for (uint32_t i = 0; i < count; ++i) {
+                if ((hl = cr_mp_read(p, end, &it)) == 0 || it.type != 5 /* str */) {
+                    send_error(req, 400, "bad_body", "options", "option %u must be a string", i + 1);
+                    goto done;
+                }
+                opts[nopts++] = h2o_strdup(&req->pool, it.bytes.base, it.bytes.len).base;
+                p = it.bytes.base + it.bytes.len;
+            }
+        }
+        if (host_ask(rid, s, text, opts, nopts) != 0) {
+            send_cr_error(req);
+            goto done;
+        }
     }
     wait_add(api, req, s, WAIT_ASK, 0, rid, query_uint(req, "wait", 60, HOST_API_WAIT_MAX_S));
 done:
@@ -677,6 +701,7 @@ typedef struct st_api_pair_call_t {
     struct st_api_pair_guard_t *guard;
     host_qr_style_t style;
     int with_qr;
+    host_t *host;
 } api_pair_call_t;
 
 struct st_api_pair_guard_t {
@@ -704,6 +729,8 @@ static void on_pair_answer(const host_pair_result_t *r, void *data)
     cr_buf_t b, qr;
     if (c->guard != NULL)
         c->guard->call = NULL;
+    if (r->ok) /* pairing made K and the relay named our team: from now on bodies are sealed */
+        host_seal_refresh(c->host);
     free(c);
     if (req == NULL)
         return;
@@ -749,6 +776,7 @@ static void h_pair(host_api_t *api, h2o_req_t *req)
         return;
     }
     c->req = req;
+    c->host = api->host;
     c->with_qr = style == NULL || strcmp(style, "none") != 0;
     c->style = style != NULL && strcmp(style, "ascii") == 0 ? HOST_QR_ASCII : HOST_QR_UTF8;
     g = h2o_mem_alloc_shared(&req->pool, sizeof(*g), on_pair_guard_dispose);

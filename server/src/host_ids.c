@@ -1,6 +1,7 @@
 /* host_ids.c — corrald's identity service: identities, their vaults and inboxes, between the local API, the relay
  * and the on-disk store (see host_ids.h). */
 #include "host_ids.h"
+#include "pair.h"
 #include "corral/codec.h"
 #include "corral/error.h"
 #include "corral/fs.h"
@@ -71,7 +72,7 @@ struct st_host_ids_t {
     char url[1024];
     char *token;      /* sodium memory */
     char *ca_file;
-    char team[HOST_IDN_TEAM_MAX + 1]; /* learned from the relay; kept in <root>/.team */
+    char team[HOST_IDN_TEAM_MAX + 1]; /* learned from the relay; kept in <home>/team.name */
     ids_wait_t *waits;
     ids_fetch_t fetch[FETCH_MAX];
     size_t nfetch;
@@ -348,8 +349,7 @@ static void team_save(host_ids_t *ids, const char *team)
     if (strcmp(ids->team, team) == 0 || team[0] == '\0')
         return;
     snprintf(ids->team, sizeof(ids->team), "%s", team);
-    cr_mkdir_p(ids->root, 0700);
-    if (cr_write_atomic(ids->root, ".team", team, strlen(team), 0600, 1) != 0)
+    if (host_team_name_save(ids->home, team) != 0)
         cr_log(CR_LOG_WARN, "identities: %s", cr_error_last()->message);
 }
 
@@ -357,12 +357,16 @@ static void team_load(host_ids_t *ids)
 {
     char path[PATH_MAX + 8];
     FILE *fp;
-    snprintf(path, sizeof(path), "%s/.team", ids->root);
+    if (host_team_name_load(ids->home, ids->team, sizeof(ids->team)) == 0)
+        return;
+    snprintf(path, sizeof(path), "%s/.team", ids->root); /* where hosts before team.name kept it */
     if ((fp = fopen(path, "r")) != NULL) {
         if (fgets(ids->team, sizeof(ids->team), fp) == NULL)
             ids->team[0] = '\0';
         ids->team[strcspn(ids->team, "\r\n")] = '\0';
         fclose(fp);
+        if (ids->team[0] != '\0' && host_team_name_save(ids->home, ids->team) != 0) /* moved to <home>/team.name */
+            cr_log(CR_LOG_WARN, "identities: %s", cr_error_last()->message);
     }
 }
 

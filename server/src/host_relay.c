@@ -1,11 +1,14 @@
 /* host_relay.c — corrald's glue between its core and the relay link: outbox -> uplink, downlink actions -> sessions,
  * the downlink cursor persisted in <repo>/.corral/relay.cursor. */
 #include "host_relay.h"
+#include "speech.h"
+#include "corral/mp.h"
 #include "corral/fs.h"
 #include "corral/envelope.h"
 #include "corral/error.h"
 #include "corral/log.h"
 #include <errno.h>
+#include <msgpack.h>
 #include <fcntl.h>
 #include <limits.h>
 #include <stdio.h>
@@ -35,6 +38,8 @@ struct st_host_relay_t {
     void (*on_inbox)(const char *idn, void *data); /* host_relay_on_inbox */
     void *inbox_data;
     int closing;                             /* handles still to close before r is freed */
+    host_speech_t *speech;                   /* voice replies' words, made out in a worker thread */
+    host_relay_action_t *voice;              /* the action whose recording is being made out (queue head) */
     char cursor_path[PATH_MAX];
 };
 
@@ -171,18 +176,116 @@ static void span_str(char *out, size_t outlen, cr_span_t v)
     out[n] = '\0';
 }
 
-static void apply_action(host_relay_t *r, const char *id, const char *act, size_t act_len)
+/* What a voice-reply action carries: its audio and transcript, when its body has audio or a transcript and no text
+ * (then it is acted on by its words, host_action_apply_voice). */
+typedef struct st_voice_body_t {
+    cr_span_t audio;
+    char mime[64];
+    char *transcript; /* malloc'd, NULL none */
+} voice_body_t;
+
+static int voice_body(voice_body_t *v, const char *kind, const char *b, size_t blen)
+{
+    cr_span_t f;
+    cr_mp_item_t it;
+    memset(v, 0, sizeof(*v));
+    if (strcmp(kind, "reply") != 0 || blen == 0 || cr_mp_map_get(b, blen, "text", &f) == 0)
+        return 0;
+    if (cr_mp_map_get(b, blen, "audio", &f) == 0 && cr_mp_read(f.base, f.base + f.len, &it) != 0 &&
+        it.type == MSGPACK_OBJECT_BIN && it.bytes.len > 0)
+        v->audio = (cr_span_t){it.bytes.base, it.bytes.len};
+    if (cr_mp_map_get(b, blen, "mime", &f) == 0 && cr_mp_read(f.base, f.base + f.len, &it) != 0 &&
+        it.type == MSGPACK_OBJECT_STR && it.bytes.len < sizeof(v->mime)) {
+        memcpy(v->mime, it.bytes.base, it.bytes.len);
+        v->mime[it.bytes.len] = '\0';
+    }
+    if (cr_mp_map_get(b, blen, "transcript", &f) == 0 && cr_mp_read(f.base, f.base + f.len, &it) != 0 &&
+        it.type == MSGPACK_OBJECT_STR && it.bytes.len > 0) {
+        if ((v->transcript = malloc(it.bytes.len + 1)) == NULL)
+            abort();
+        memcpy(v->transcript, it.bytes.base, it.bytes.len);
+        v->transcript[it.bytes.len] = '\0';
+    }
+    return v->audio.len > 0 || v->transcript != NULL;
+}
+
+static void log_result(const char *sid, const char *id, const char *kind, const char *aid, const char *by, int rc,
+                       const host_action_result_t *res)
+{
+    if (res->duplicate)
+        cr_log_sid(CR_LOG_INFO, sid, "relay: action %s (%s, aid %s) was applied before", id, kind, aid);
+    else
+        cr_log_sid(CR_LOG_INFO, sid, "relay: action %s (%s, aid %s, by %s): %s%s%s%s", id, kind, aid,
+                   by[0] != '\0' ? by : "?", res->ok ? "" : "failed: ", res->detail, res->heard[0] != '\0' ? "; heard " : "",
+                   res->heard[0] != '\0' ? res->heard : "");
+    (void)rc;
+}
+
+static void on_defer(uv_timer_t *t);
+
+typedef struct st_voice_ctx_t {
+    host_relay_t *r;
+    char sid[HOST_STORE_SID_MAX + 1], aid[HOST_STORE_SID_MAX + 1], id[HOST_LINK_CURSOR_MAX], by[HOST_STORE_SID_MAX + 1];
+    char *body;
+    size_t blen;
+} voice_ctx_t;
+
+static void voice_ctx_free(void *data)
+{
+    voice_ctx_t *c = data;
+    free(c->body);
+    free(c);
+}
+
+/* The words of a recording are known (or not): act on them, then confirm the action and go on with the queue. */
+static void on_voice(const host_speech_result_t *vr, void *data)
+{
+    voice_ctx_t *c = data;
+    host_relay_t *r = c->r;
+    host_relay_action_t *a = r->voice;
+    host_session_t *s = host_session_find(r->host, c->sid);
+    host_action_result_t res;
+    int rc = 0;
+    r->voice = NULL;
+    if (s == NULL || strcmp(s->rec->sid, c->sid) != 0) {
+        cr_log_sid(CR_LOG_WARN, c->sid, "relay: the session of voice reply %s is gone", c->aid);
+    } else if (vr->ok) {
+        rc = host_action_apply_voice(&res, s, c->aid, c->body, c->blen, vr->heard, vr->from_grammar);
+        log_result(c->sid, c->id, "reply", c->aid, c->by, rc, &res);
+    } else {
+        rc = host_action_refuse_voice(&res, s, c->aid, vr->code, vr->message);
+        cr_log_sid(CR_LOG_INFO, c->sid, "relay: voice reply %s (aid %s): %s (%s)", c->id, c->aid, vr->message, vr->code);
+    }
+    if (a != NULL && r->link != NULL) {
+        if (host_link_ack(r->link, a->id) != 0)
+            cr_log(CR_LOG_WARN, "relay: cannot confirm action %s: %s", a->id, cr_error_last()->message);
+        if (r->queue == a && (r->queue = a->next) == NULL)
+            r->queue_tail = &r->queue;
+        free(a);
+    }
+    voice_ctx_free(c);
+    if (!r->closing)
+        uv_timer_start(&r->defer, on_defer, 0, 0);
+}
+
+/* Applies one action from the downlink. Returns 1 when it went on in the background (a recording to make out: the
+ * queue waits for it), else 0 (applied, refused or skipped). */
+static int apply_action(host_relay_t *r, const char *id, const char *act, size_t act_len)
 {
     cr_action_t a;
     host_session_t *s;
     host_action_result_t res;
     char sid[HOST_STORE_SID_MAX + 1], aid[HOST_STORE_SID_MAX + 1], kind[32], by[HOST_STORE_SID_MAX + 1];
-    int rc;
+    cr_buf_t opened;
+    const char *b;
+    size_t blen;
+    voice_body_t vb;
+    int rc, pending = 0;
 
     if (cr_action_decode(&a, act, act_len, NULL) != 0) {
         cr_log(CR_LOG_WARN, "relay: action %s is not a valid envelope (%s, field %s); skipped", id,
                cr_error_last()->message, cr_error_last()->field);
-        return;
+        return 0;
     }
     span_str(sid, sizeof(sid), a.sid);
     span_str(aid, sizeof(aid), a.aid);
@@ -191,16 +294,63 @@ static void apply_action(host_relay_t *r, const char *id, const char *act, size_
     if ((s = host_session_find(r->host, sid)) == NULL || strcmp(s->rec->sid, sid) != 0) {
         cr_log_sid(CR_LOG_WARN, sid, "relay: action %s (%s, aid %s, by %s) is for no session of this host; skipped", id,
                    kind, aid, by[0] != '\0' ? by : "?");
-        return;
+        return 0;
     }
+    cr_buf_init(&opened, a.b.raw.len + 64);
+    b = a.b.raw.base;
+    blen = a.b.raw.len;
     if (a.b.sealed) {
-        cr_log_sid(CR_LOG_WARN, sid, "relay: action %s (%s, aid %s) has a sealed body and this host has no team key", id,
-                   kind, aid);
-        if (!host_store_aid_seen(s->rec, aid))
-            refuse(s, aid, "sealed body: this host has no team key to open it");
-        return;
+        if (host_open_action(r->host, &opened, &a) != 0) {
+            char detail[400];
+            snprintf(detail, sizeof(detail), "sealed body: %s", cr_error_last()->message);
+            cr_log_sid(CR_LOG_WARN, sid, "relay: action %s (%s, aid %s): %s", id, kind, aid, detail);
+            if (!host_store_aid_seen(s->rec, aid))
+                refuse(s, aid, detail);
+            cr_buf_free(&opened);
+            return 0;
+        }
+        b = opened.base;
+        blen = opened.len;
     }
-    rc = host_action_apply(&res, s, kind, aid, a.b.raw.base, a.b.raw.len);
+    if (!host_store_aid_seen(s->rec, aid) && voice_body(&vb, kind, b, blen)) {
+        char path[4200] = "", phrases[HOST_SPEECH_PHRASES_MAX][96];
+        const char *pp[HOST_SPEECH_PHRASES_MAX];
+        size_t np = 0;
+        if (vb.audio.len > 0 && host_voice_keep(s, aid, vb.audio.base, vb.audio.len, vb.mime[0] ? vb.mime : NULL, path,
+                                                sizeof(path)) != 0)
+            cr_log_sid(CR_LOG_WARN, sid, "relay: cannot keep the audio of %s: %s", aid, cr_error_last()->message);
+        if (vb.transcript != NULL) { /* the phone's recogniser heard it: its words are the reply */
+            rc = host_action_apply_voice(&res, s, aid, b, blen, vb.transcript, 0);
+            log_result(sid, id, kind, aid, by, rc, &res);
+        } else if (path[0] == '\0') {
+            rc = host_action_refuse_voice(&res, s, aid, "unavailable", "the host could not keep the recording to make it out");
+        } else {
+            voice_ctx_t *c = calloc(1, sizeof(*c));
+            if (c == NULL || (c->body = malloc(blen)) == NULL)
+                abort();
+            c->r = r;
+            memcpy(c->sid, sid, sizeof(sid));
+            memcpy(c->aid, aid, sizeof(aid));
+            memcpy(c->by, by, sizeof(by));
+            snprintf(c->id, sizeof(c->id), "%s", id);
+            memcpy(c->body, b, blen);
+            c->blen = blen;
+            np = host_voice_phrases(s, phrases, HOST_SPEECH_PHRASES_MAX);
+            for (size_t i = 0; i < np; ++i)
+                pp[i] = phrases[i];
+            if (host_speech_start(r->speech, path, vb.mime[0] ? vb.mime : NULL, pp, np, on_voice, voice_ctx_free, c) == 0) {
+                pending = 1;
+            } else {
+                rc = host_action_refuse_voice(&res, s, aid, "unavailable", cr_error_last()->message);
+                free(c->body);
+                free(c);
+            }
+        }
+        free(vb.transcript);
+        cr_buf_free(&opened);
+        return pending;
+    }
+    rc = host_action_apply(&res, s, kind, aid, b, blen);
     if (res.duplicate) {
         cr_log_sid(CR_LOG_INFO, sid, "relay: action %s (%s, aid %s) was applied before", id, kind, aid);
     } else if (rc != 0 && !res.ok && res.detail[0] == '\0') {
@@ -211,24 +361,26 @@ static void apply_action(host_relay_t *r, const char *id, const char *act, size_
                    by[0] != '\0' ? by : "?", detail);
         refuse(s, aid, detail);
     } else {
-        cr_log_sid(CR_LOG_INFO, sid, "relay: action %s (%s, aid %s, by %s): %s%s", id, kind, aid, by[0] != '\0' ? by : "?",
-                   res.ok ? "" : "failed: ", res.detail);
+        log_result(sid, id, kind, aid, by, rc, &res);
     }
+    cr_buf_free(&opened);
+    return 0;
 }
 
 static void on_defer(uv_timer_t *t)
 {
     host_relay_t *r = t->data;
     host_relay_action_t *a;
-    while (r->link != NULL && (a = r->queue) != NULL) {
-        if ((r->queue = a->next) == NULL)
-            r->queue_tail = &r->queue;
+    while (r->link != NULL && r->voice == NULL && (a = r->queue) != NULL) {
         if (a->note_idn[0] != '\0') {
             if (r->on_inbox != NULL)
                 r->on_inbox(a->note_idn, r->inbox_data);
-        } else {
-            apply_action(r, a->id, a->act, a->len);
+        } else if (apply_action(r, a->id, a->act, a->len)) {
+            r->voice = a; /* stays at the head, unconfirmed, until on_voice */
+            return;
         }
+        if ((r->queue = a->next) == NULL)
+            r->queue_tail = &r->queue;
         /* applied, refused or skipped: either way it must not block the stream */
         if (host_link_ack(r->link, a->id) != 0)
             cr_log(CR_LOG_WARN, "relay: cannot confirm action %s: %s", a->id, cr_error_last()->message);
@@ -337,6 +489,14 @@ int host_relay_new(host_relay_t **out, host_t *h, const host_relay_config_t *con
         free(r);
         return -1;
     }
+    {
+        host_speech_config_t sc = {conf->transcribe_command, conf->voice_model};
+        if (host_speech_new(&r->speech, h->loop, &sc) != 0) {
+            host_link_free(r->link, NULL, NULL);
+            free(r);
+            return -1;
+        }
+    }
     uv_timer_init(h->loop, &r->defer);
     r->defer.data = r;
     uv_timer_init(h->loop, &r->gather);
@@ -411,6 +571,9 @@ void host_relay_free(host_relay_t *r)
     if (r->queue != NULL) /* not acked: the relay sends them again after the next start */
         cr_log(CR_LOG_INFO, "relay: actions received but not applied are left to the relay");
     r->closing = 3;
+    host_speech_free(r->speech); /* a recording being made out finishes in its thread, unanswered: the relay sends
+                                    the action again after the next start */
+    r->speech = NULL;
     host_link_free(r->link, on_link_closed, r);
     r->link = NULL;
     uv_close((uv_handle_t *)&r->defer, on_defer_closed);

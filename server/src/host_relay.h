@@ -18,6 +18,8 @@ typedef struct st_host_relay_config_t {
     const char *url;     /* relay.url, required */
     const char *token;   /* relay.token, required; never logged */
     const char *ca_file; /* relay.ca_file; NULL or "": the system's CAs */
+    const char *transcribe_command; /* transcribe.command for voice replies; NULL or "": PocketSphinx only */
+    const char *voice_model;        /* voice.model: PocketSphinx's model directory; NULL or "": Debian's */
 } host_relay_config_t;
 
 /* Makes the link of host h to the relay, starting the downlink after the cursor saved in .corral/relay.cursor (an

@@ -166,6 +166,8 @@ int main(int argc, char **argv)
     opts.codex_cmd = cr_config_str(&conf, "agent.codex_cmd");
     opts.merge_policy = cr_config_str(&conf, "merge.policy");
     opts.url = url;
+    opts.home = home;
+    opts.seal = cr_config_str(&conf, "relay.seal");
     if ((rc = host_new(&d.host, &d.loop, &opts)) != 0) {
         fprintf(stderr, PROGRAM ": %s\n", cr_error_last()->message);
         goto done_loop;
@@ -181,7 +183,8 @@ int main(int argc, char **argv)
     d.host->hooks.shutdown_data = &d;
     if (cr_config_str(&conf, "relay.url")[0] != '\0' && cr_config_str(&conf, "relay.token")[0] != '\0') {
         host_relay_config_t rconf = {cr_config_str(&conf, "relay.url"), cr_config_str(&conf, "relay.token"),
-                                     cr_config_str(&conf, "relay.ca_file")};
+                                     cr_config_str(&conf, "relay.ca_file"), cr_config_str(&conf, "transcribe.command"),
+                                     cr_config_str(&conf, "voice.model")};
         if (host_relay_new(&d.relay, d.host, &rconf) != 0) {
             fprintf(stderr, PROGRAM ": relay: %s\n", cr_error_last()->message);
             goto done_loop;

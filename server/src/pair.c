@@ -7,6 +7,8 @@
 #include "corral/json.h"
 #include "corral/log.h"
 #include "corral/mp.h"
+#include "corral/ulid.h"
+#include "corral/fs.h"
 #include <errno.h>
 #include <fcntl.h>
 #include <sodium.h>
@@ -69,6 +71,43 @@ int host_pair_team_key(unsigned char out[HOST_PAIR_KEY_LEN], const char *home)
                             "must then be paired again)", path, HOST_PAIR_KEY_LEN);
     }
     return 0;
+}
+
+int host_team_name_save(const char *home, const char *team)
+{
+    char cur[128];
+    if (team == NULL || !cr_id_valid(team, strlen(team)))
+        return cr_error_set(CR_EBODY, "team", "not a team name");
+    if (host_team_name_load(home, cur, sizeof(cur)) == 0 && strcmp(cur, team) == 0)
+        return 0;
+    return cr_write_atomic(home, "team.name", team, strlen(team), 0600, 1);
+}
+
+int host_team_name_load(const char *home, char *out, size_t cap)
+{
+    char path[4096];
+    FILE *fp;
+    out[0] = '\0';
+    if ((size_t)snprintf(path, sizeof(path), "%s/team.name", home) >= sizeof(path) || (fp = fopen(path, "re")) == NULL)
+        return cr_error_set(CR_ENOTFOUND, "home", "this host has not learned its team yet");
+    if (fgets(out, (int)cap, fp) == NULL)
+        out[0] = '\0';
+    fclose(fp);
+    out[strcspn(out, "\r\n")] = '\0';
+    if (!cr_id_valid(out, strlen(out))) {
+        out[0] = '\0';
+        return cr_error_set(CR_ENOTFOUND, "home", "%s does not hold a team name", path);
+    }
+    return 0;
+}
+
+int host_team_seal_keys(const char *home, unsigned char key[HOST_PAIR_KEY_LEN], char *team, size_t cap)
+{
+    char path[4096];
+    if ((size_t)snprintf(path, sizeof(path), "%s/team.key", home) >= sizeof(path) || access(path, F_OK) != 0 ||
+        host_team_name_load(home, team, cap) != 0)
+        return 0;
+    return host_pair_team_key(key, home) == 0 ? 1 : -1;
 }
 
 int host_pair_new(host_pair_t **out, uv_loop_t *loop, const host_pair_config_t *conf)
@@ -193,6 +232,11 @@ static void on_answer(const cr_http_answer_t *a, void *data)
         goto done;
     }
     sodium_memzero(k64, sizeof(k64));
+    {
+        char team[128];
+        if (get_str(team, sizeof(team), mp.base, mp.len, "team") == 0 && host_team_name_save(p->home, team) != 0)
+            cr_log(CR_LOG_WARN, "pair: cannot keep the team name: %s", cr_error_last()->message);
+    }
     r.ok = 1;
     r.message = NULL;
     cr_log(CR_LOG_INFO, "pair: the relay made a pairing code, valid until %llu", (unsigned long long)r.expires);

@@ -37,6 +37,16 @@ typedef void (*host_pair_cb)(const host_pair_result_t *r, void *data);
  * which file and why. The caller wipes out after use. */
 int host_pair_team_key(unsigned char out[HOST_PAIR_KEY_LEN], const char *home);
 
+/* The team this host belongs to, as the relay named it (in its pairing answer, or to the identity service), kept
+ * in <home>/team.name (mode 0600): with K it makes the associated data of sealed bodies. save returns 0 or CR_EIO;
+ * load returns 0 with out set, or CR_ENOTFOUND when the host has not learned its team yet. */
+int host_team_name_save(const char *home, const char *team);
+int host_team_name_load(const char *home, char *out, size_t cap);
+
+/* What sealing needs, when the host has it: K from <home>/team.key (never made here) and the team name. Returns 1
+ * with both set (the caller wipes key), 0 when either is missing, or CR_ECONFIG / CR_EIO for a damaged key file. */
+int host_team_seal_keys(const char *home, unsigned char key[HOST_PAIR_KEY_LEN], char *team, size_t cap);
+
 /* Makes a pairer whose HTTP client runs on loop. conf is copied. Returns 0 with *out owned by the caller
  * (host_pair_free), CR_ECONFIG (relay.url or relay.token empty, or the URL not http(s)://) or -1. */
 int host_pair_new(host_pair_t **out, uv_loop_t *loop, const host_pair_config_t *conf);

@@ -4,6 +4,7 @@
 #define _GNU_SOURCE
 #endif
 #include "store.h"
+#include "corral/seal.h"
 #include "corral/fs.h"
 #include "corral/buf.h"
 #include "corral/envelope.h"
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sodium.h>
 #include <sys/stat.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -76,6 +78,8 @@ struct st_host_store_t {
     char dir[PATH_MAX]; /* <repo>/.corral */
     host_store_outbox_t *outbox;
     size_t tfds; /* transcripts kept open (at most STORE_TFDS_MAX: the others open and close per event) */
+    unsigned char *seal_key; /* K in sodium memory while bodies are sealed for the outbox (NULL: plain) */
+    char seal_team[128];
 };
 
 #define STORE_TFDS_MAX 64
@@ -753,7 +757,34 @@ void host_store_close(host_store_t *st)
     if (st == NULL)
         return;
     host_store_outbox_close(st->outbox);
+    if (st->seal_key != NULL)
+        sodium_free(st->seal_key);
     free(st);
+}
+
+int host_store_seal(host_store_t *st, const unsigned char *key, const char *team)
+{
+    if (key == NULL) {
+        if (st->seal_key != NULL)
+            sodium_free(st->seal_key);
+        st->seal_key = NULL;
+        st->seal_team[0] = '\0';
+        return 0;
+    }
+    if (team == NULL || strlen(team) >= sizeof(st->seal_team))
+        return cr_error_set(CR_EBODY, "team", "not a team name");
+    if (sodium_init() < 0)
+        return cr_error_set(CR_ERR, NULL, "libsodium cannot start");
+    if (st->seal_key == NULL && (st->seal_key = sodium_malloc(CR_SEAL_KEYBYTES)) == NULL)
+        return cr_error_set(CR_ENOMEM, NULL, "out of memory");
+    memcpy(st->seal_key, key, CR_SEAL_KEYBYTES);
+    snprintf(st->seal_team, sizeof(st->seal_team), "%s", team);
+    return 0;
+}
+
+int host_store_sealing(const host_store_t *st)
+{
+    return st->seal_key != NULL;
 }
 
 const char *host_store_dir(const host_store_t *st)
@@ -862,6 +893,24 @@ static int json_pretty(cr_buf_t *out, const char *j, size_t len)
     return rc || cr_buf_append(out, "\n", 1);
 }
 
+/* Keeps the "options" array of map (a question body, or the saved needs), if it has a well-formed one of strings;
+ * NULL, or anything else, forgets the last. */
+static void needs_opts_set(host_store_session_t *s, const char *map, size_t len)
+{
+    cr_span_t v;
+    cr_mp_item_t it;
+    size_t used;
+    free(s->needs_opts);
+    s->needs_opts = NULL;
+    s->needs_opts_len = 0;
+    if (map == NULL || cr_mp_map_get(map, len, "options", &v) != 0 || cr_mp_read(v.base, v.base + v.len, &it) == 0 ||
+        it.type != MSGPACK_OBJECT_ARRAY || it.count == 0 || cr_mp_check(v.base, v.len, store_limits(), v.len, NULL, &used) != 0 ||
+        used != v.len || (s->needs_opts = malloc(v.len)) == NULL)
+        return;
+    memcpy(s->needs_opts, v.base, v.len);
+    s->needs_opts_len = v.len;
+}
+
 static int session_to_json(cr_buf_t *json, const host_store_session_t *s)
 {
     cr_buf_t mp;
@@ -887,8 +936,11 @@ static int session_to_json(cr_buf_t *json, const host_store_session_t *s)
         rc = CR_MPW_LIT(&mp, "exit") || cr_mpw_map(&mp, 2) || mpw_kv_int(&mp, "status", s->exit_status) ||
              mpw_kv_int(&mp, "signal", s->exit_signal);
     if (rc == 0 && s->has_needs)
-        rc = CR_MPW_LIT(&mp, "needs") || cr_mpw_map(&mp, 3) || mpw_kv_str(&mp, "k", s->needs_k) ||
-             mpw_kv_uint(&mp, "seq", s->needs_seq) || mpw_kv_str(&mp, "rid", s->needs_rid);
+        rc = CR_MPW_LIT(&mp, "needs") || cr_mpw_map(&mp, s->needs_opts != NULL ? 4 : 3) ||
+             mpw_kv_str(&mp, "k", s->needs_k) || mpw_kv_uint(&mp, "seq", s->needs_seq) ||
+             mpw_kv_str(&mp, "rid", s->needs_rid) ||
+             (s->needs_opts != NULL &&
+              (CR_MPW_LIT(&mp, "options") || cr_buf_append(&mp, s->needs_opts, s->needs_opts_len)));
     rc = rc || CR_MPW_LIT(&mp, "applied_aids") || cr_mpw_array(&mp, (uint32_t)s->naids);
     for (size_t i = 0; rc == 0 && i < s->naids; i++)
         rc = cr_mpw_str(&mp, s->aids[i], strlen(s->aids[i]));
@@ -1017,6 +1069,7 @@ static int session_from_json(host_store_session_t *s, const char *json, size_t j
                 (rc = get_str(v.base, v.len, "rid", 0, s->needs_rid, sizeof(s->needs_rid), NULL, file)) < 0)
                 goto done;
             rc = 0;
+            needs_opts_set(s, v.base, v.len);
         }
     }
     if (cr_mp_map_get(m, ml, "applied_aids", &v) == 0) {
@@ -1059,6 +1112,7 @@ void host_store_session_free(host_store_session_t *s)
 {
     if (s == NULL)
         return;
+    free(s->needs_opts);
     free(s->task);
     free(s->cmd);
     free(s->resume_id);
@@ -1450,8 +1504,27 @@ int host_store_emit(cr_buf_t *out, host_store_session_t *s, const char *kind, in
      * output is synced in groups, before it is sent (host_relay.c syncs before each batch) — one fdatasync per
      * event was a sixth of corrald's CPU at 1,000 events/s */
     int sync_now = pri >= 2 || strncmp(kind, "session.", 8) == 0;
-    if ((rc = host_store_outbox_append(s->_store->outbox, out->base + old, out->len - old,
-                                       sync_now ? HOST_STORE_SYNC : HOST_STORE_NOSYNC)) != 0) {
+    if (s->_store->seal_key != NULL && !ev.b.sealed && ev.b.raw.len > 0) {
+        /* the relay gets the body sealed with K; transcript.jsonl (out) keeps it plain for the human at the host */
+        cr_buf_t bin, env;
+        cr_event_t sev = ev;
+        cr_buf_init(&bin, ev.b.raw.len + 64);
+        cr_buf_init(&env, out->len - old + 128);
+        if ((rc = cr_event_seal_body(&bin, s->_store->seal_key, s->_store->seal_team, &ev, ev.b.raw.base, ev.b.raw.len,
+                                     NULL)) == 0) {
+            sev.b.raw = (cr_span_t){bin.base, bin.len};
+            sev.b.sealed = 1;
+            if ((rc = cr_event_encode(&env, &sev)) == 0)
+                rc = host_store_outbox_append(s->_store->outbox, env.base, env.len,
+                                              sync_now ? HOST_STORE_SYNC : HOST_STORE_NOSYNC);
+        }
+        cr_buf_free(&bin);
+        cr_buf_free(&env);
+    } else {
+        rc = host_store_outbox_append(s->_store->outbox, out->base + old, out->len - old,
+                                      sync_now ? HOST_STORE_SYNC : HOST_STORE_NOSYNC);
+    }
+    if (rc != 0) {
         out->len = old;
         return rc;
     }
@@ -1471,6 +1544,7 @@ int host_store_emit(cr_buf_t *out, host_store_session_t *s, const char *kind, in
             snprintf(s->needs_k, sizeof(s->needs_k), "%s", kind);
             s->needs_seq = ev.seq;
             s->needs_rid[0] = '\0';
+            needs_opts_set(s, b, bl);
             if (ev.kind != CR_EV_DIFF_READY && cr_mp_map_get(b, bl, "rid", &v) == 0 &&
                 cr_mp_read(v.base, v.base + v.len, &it) != 0 && it.type == MSGPACK_OBJECT_STR &&
                 it.bytes.len < sizeof(s->needs_rid)) {
@@ -1488,8 +1562,10 @@ int host_store_emit(cr_buf_t *out, host_store_session_t *s, const char *kind, in
         s->needs_seq = ev.seq;
         s->needs_rid[0] = '\0';
     }
-    if (ev.kind == CR_EV_ACTION_APPLIED)
+    if (ev.kind == CR_EV_ACTION_APPLIED) {
         s->has_needs = 0;
+        needs_opts_set(s, NULL, 0);
+    }
     int durable = s->state != old_state || s->has_needs != old_needs || (s->has_needs && s->needs_seq == ev.seq);
     /* last_seq alone is recovered on load (from the outbox and the transcript), so session.json is rewritten only
      * for a change of state or needs: a rewrite per event (a new inode each time) cost most of corrald's CPU at

@@ -5,7 +5,7 @@
  * - .corral/.gitignore holds "*" and ".corral/" is listed in .git/info/exclude, so git never sees the directory.
  * - sessions/<sid>/session.json: one pretty-printed JSON object (2-space indent), rewritten atomically (temp file,
  *   fsync, rename, fsync of the directory): {sid, name, task, agent, cmd?, identity?, base, branch, base_commit,
- *   worktree, state, resume_id?, created, updated, last_seq, exit?{status, signal}, needs?{k, seq, rid},
+ *   worktree, state, resume_id?, created, updated, last_seq, exit?{status, signal}, needs?{k, seq, rid, options?},
  *   applied_aids[]} (times in ms since the epoch).
  * - sessions/<sid>/transcript.jsonl: every event of the session, one line each: the envelope as JSON (proto's
  *   msgpack -> JSON converter; a sealed body is {"$bin": base64}), appended with one write(2) (not fsync'd: the
@@ -76,6 +76,8 @@ typedef struct st_host_store_session_t {
     char needs_k[32];
     uint64_t needs_seq;
     char needs_rid[HOST_STORE_SID_MAX + 1]; /* "" for diff.ready */
+    char *needs_opts;      /* a question's options: the msgpack array as the event carried it (owned; NULL none) */
+    size_t needs_opts_len;
     char (*aids)[HOST_STORE_SID_MAX + 1];   /* applied action ids, oldest first, at most HOST_STORE_AIDS_MAX */
     size_t naids;
     host_store_t *_store;
@@ -142,7 +144,7 @@ uint64_t host_store_next_seq(host_store_session_t *s);
 
 /* Emits an event of the session: builds the envelope (v 1, sid, seq = last_seq + 1, ts now, idn (NULL: the
  * session's identity, "" none), pri, b = body, a msgpack map or a sealed bin) into out (appended; out's limit caps
- * it), appends it to the outbox (fsync'd now for pri 2 and session.* events, else before it is sent), then to
+ * it), appends it to the outbox (its body sealed when host_store_seal is on) (fsync'd now for pri 2 and session.* events, else before it is sent), then to
  * transcript.jsonl (written now for those, else buffered until host_store_transcript_flush), and updates the summary
  * in session.json:
  * last_seq and updated; approval.request and question set needs {k, seq, rid (the body's rid)}, diff.ready sets
@@ -154,6 +156,12 @@ uint64_t host_store_next_seq(host_store_session_t *s);
  * and returns 0: the event exists. */
 int host_store_emit(cr_buf_t *out, host_store_session_t *s, const char *kind, int pri, const char *body, size_t len,
                     const char *idn);
+
+/* From now on host_store_emit seals event bodies with key K for team (DESIGN.md §2.1) in what goes to the outbox,
+ * and so to the relay; out and transcript.jsonl keep them plain. key NULL: plain again. key is copied (sodium
+ * memory). Returns 0, CR_EBODY or CR_ENOMEM. sealing says whether it is on. */
+int host_store_seal(host_store_t *st, const unsigned char *key, const char *team);
+int host_store_sealing(const host_store_t *st);
 
 /* Writes the transcript lines host_store_emit buffered (agent output is written in groups: the caller flushes within
  * a few tens of ms, and before anything reads transcript.jsonl). Returns 0 or CR_EIO. discard drops them instead (the

@@ -189,7 +189,7 @@ class Identities(unittest.TestCase):
         sys.path.insert(0, os.path.join(SRC, "proto", "vectors"))
         import make_vectors as mv  # an independent pure-Python XChaCha20-Poly1305
         sid = [x for x in json.loads(self.corral("ls", "--json").stdout)["sessions"] if x["name"] == "s-alice"][0]["sid"]
-        team = open(os.path.join(self.home, "identities", ".team")).read().strip()
+        team = open(os.path.join(self.home, "team.name")).read().strip()
         key = open(os.path.join(self.home, "team.key"), "rb").read()
 
         def sealed_event():
