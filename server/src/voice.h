@@ -25,21 +25,26 @@ int host_voice_decode(const void *data, size_t len, const char *mime, int16_t **
 typedef struct st_host_voice_t host_voice_t;
 
 /* Loads the PocketSphinx acoustic model and dictionary from model_dir (a directory with en-us/ and
- * cmudict-en-us.dict; NULL: Debian's /usr/share/pocketsphinx/model/en-us). Slow (about a second): make one and keep
- * it. Returns NULL with cr_error_last() set (CR_ENOTFOUND: the model is missing; -1: PocketSphinx failed). Not
- * thread-safe: one thread uses it, one call at a time. */
+ * cmudict-en-us.dict; NULL: Debian's /usr/share/pocketsphinx/model/en-us). Slow (0.2 s, a second from a cold disk
+ * cache): make one and keep it. Returns NULL with cr_error_last() set (CR_ENOTFOUND: the model is missing;
+ * CR_ENOMEM; CR_ERR: PocketSphinx failed). One call at a time on one v; PocketSphinx's log goes to cr_log at debug
+ * (warnings and errors only). */
 host_voice_t *host_voice_new(const char *model_dir);
 
 /* Frees v and its decoder. NULL is fine. */
 void host_voice_free(host_voice_t *v);
 
-/* Recognises which of phrases (as host_voice_decode makes it: 16 kHz mono, n samples) the audio says. Phrases are
- * words of the dictionary ("approve", "option two", "skip the tests"), compared lowercased; a phrase with a word the
- * dictionary lacks cannot be recognised and is skipped (logged at debug). Speech that is not one of the phrases as a
- * whole (other words, a longer sentence), silence and sounds with no speech are rejected: *which is -1. Otherwise
- * *which is the index of the phrase heard. heard (heardcap bytes, may be NULL) receives the recognised words when
- * there are some, else "". Returns 0 when the audio was decoded (either way); -1 with cr_error_last() set: CR_EBODY
- * (no phrase usable, or too many, or audio over HOST_VOICE_SECONDS_MAX), or -1 (PocketSphinx failed). */
+/* Recognises which of phrases the audio says (pcm as host_voice_decode makes it: 16 kHz mono, n samples). Phrases
+ * are words of the dictionary ("approve", "option two", "skip the tests"), taken lowercased and without punctuation;
+ * a phrase with a word the dictionary lacks cannot be recognised and is skipped (logged at debug), and of two equal
+ * phrases the first counts. Speech that is not one of the phrases as a whole (other words, a longer sentence, the
+ * phrase inside a sentence), silence and sounds without speech are rejected: *which is -1. Otherwise *which is the
+ * index (into phrases) of the phrase heard. heard (heardcap bytes, may be NULL) receives the words recognised: the
+ * phrase, or for a rejection the best other words when there are some, else "". Takes up to a few hundred ms: the
+ * first call with a new list of phrases builds its grammars, later calls with the same list reuse them.
+ * Returns 0 when the audio was looked at (either way); -1 with cr_error_last() set: CR_EBODY ("phrases": none
+ * given, over HOST_VOICE_PHRASES_MAX, or none usable), CR_ETOOLARGE ("audio": over HOST_VOICE_SECONDS_MAX),
+ * CR_ENOMEM, or CR_ERR (PocketSphinx failed). */
 int host_voice_command(host_voice_t *v, const int16_t *pcm, size_t n, const char *const *phrases, size_t nphrases,
                        int *which, char *heard, size_t heardcap);
 
@@ -47,12 +52,13 @@ int host_voice_command(host_voice_t *v, const int16_t *pcm, size_t n, const char
 typedef struct st_host_voice_stats_t {
     int speech;        /* 1 when the energy detector found speech at all (else nothing was decoded) */
     int speech_frames; /* loud 10 ms frames */
-    int grammar_hit;   /* which usable phrase the phrase-only search forced (an index into the normalised,
-                        * deduplicated list), or -1 */
-    int silent_speech; /* the longest run of loud frames that path gives to silence or noise */
-    double score;      /* nats: the phrase path's score minus the best competing path's (other words, or the phrase
-                        * with other words around it); INFINITY when no competitor reached the end */
+    int grammar_hit;   /* the phrase (index into phrases) the phrase-only search chose before any rejection, or -1 */
+    int silent_speech; /* the longest run of loud frames that search's path gives to silence or noise */
+    double score;      /* nats: that path's score minus the best competing path's (other words; the phrase with other
+                        * words around it; part of a phrase); INFINITY when no competitor reached the end, NAN when
+                        * not measured (no speech, or already rejected for silent_speech) */
     double threshold;  /* the phrase is rejected when score is under this */
+    int silent_max;    /* ... or when silent_speech is over this */
 } host_voice_stats_t;
 
 /* The measurements of the last host_voice_command on v (zeros before the first). */

@@ -347,6 +347,21 @@ test('the phone app in Chromium against corrald and the relay', { timeout: 28000
     assert.equal(shown[0].title, 'feature-auth-agent needs approval');
     assert.equal(shown[0].body, 'Bash: echo hi');
     assert.deepEqual(shown[0].actions.slice(0, 2), ['approve', 'reject']);
+    // its Reject button answers without opening the app: the service worker posts the action itself (a click on a
+    // notification cannot be made in headless Chromium, so the test dispatches the event the button would). The
+    // request was approved by the swipe already, so the host refuses this stale one; what counts is that it got there.
+    const sw = ctx.serviceWorkers()[0] ?? (await ctx.waitForEvent('serviceworker'));
+    await sw.evaluate(async () => {
+      const [n] = await self.registration.getNotifications();
+      self.dispatchEvent(new NotificationEvent('notificationclick', { notification: n, action: 'reject' }));
+    });
+    const sent = await waitFor(() => page.evaluate(async () => {
+      const r = await navigator.serviceWorker.ready;
+      return (await r.getNotifications()).map((n) => `${n.title}: ${n.body}`).find((t) => /^(Rejected|Not sent)/.test(t)) ?? null;
+    }), 10000, 'the service worker to post the reject');
+    assert.equal(sent, 'Rejected: Sent to the host.');
+    await waitFor(() => /relay: action \S+ \(reject, aid \S+, by \S+\)/.test(readFileSync(stack.logs.host, 'utf8')) || null,
+      WAIT, 'corrald to get the reject the service worker posted');
   });
 
   await step('hold to talk: "approve" through the host grammar', async (st) => {
