@@ -93,6 +93,8 @@ class PhoneHost(unittest.TestCase):
     def setUpClass(cls):
         cls.st = st = Stack(BIN, prefix="cr-phone-")
         stop(st.corrald)  # again, with the fake Claude as the claude agent
+        if os.path.exists(st.sock):  # so that start_corrald waits for the new one's socket, not the old one's
+            os.unlink(st.sock)
         cls.state = os.path.join(st.tmp, "fake-claude")
         st.host_env.update(CORRAL_AGENT_CLAUDE_CMD=FAKE_CLAUDE, FAKE_CLAUDE_STATE_DIR=cls.state,
                            FAKE_CLAUDE_LOG=os.path.join(st.tmp, "fake-claude.log"), CORRAL_LOG_LEVEL="debug",
