@@ -1,4 +1,5 @@
 /* fuzz_envelope.c — fuzz target: envelope and batch decoders, the streaming reader, and encode/decode round trips. */
+#include "../fuzz.h"
 #include "corral/envelope.h"
 #include "corral/error.h"
 #include "corral/reader.h"
@@ -6,11 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define CHECK(x)                                                                                                        \
-    do {                                                                                                                \
-        if (!(x))                                                                                                       \
-            abort();                                                                                                    \
-    } while (0)
 
 static int span_same(cr_span_t a, cr_span_t b)
 {
@@ -43,7 +39,6 @@ static void roundtrip_action(const cr_action_t *act)
     cr_buf_free(&out);
 }
 
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
     const char *p = (const char *)data;

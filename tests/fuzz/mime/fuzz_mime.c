@@ -1,18 +1,12 @@
 /* fuzz_mime.c — libFuzzer target for cr_mail_parse: any bytes parse (malformed input is flagged, never refused), every
  * field comes back as bounded, valid UTF-8, and the links and codes keep their limits. */
+#include "../fuzz.h"
 #include "mime.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#define CHECK(x)                                                                                                                   \
-    do {                                                                                                                           \
-        if (!(x))                                                                                                                  \
-            abort();                                                                                                               \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static int valid_utf8(const char *s)
 {

@@ -1,19 +1,13 @@
 /* fuzz_otp.c — libFuzzer target for cr_otp_extract and cr_links_extract: the first line is the subject, the rest the
  * text (and, again, the HTML). Codes are short, distinct, made of letters, digits and hyphens, best first; links are
  * http(s), distinct and bounded. */
+#include "../fuzz.h"
 #include "otp.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
 
-#define CHECK(x)                                                                                                                   \
-    do {                                                                                                                           \
-        if (!(x))                                                                                                                  \
-            abort();                                                                                                               \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 static void check_otp(const cr_otp_t *o)
 {

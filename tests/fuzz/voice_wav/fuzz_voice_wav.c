@@ -1,19 +1,13 @@
 /* fuzz_voice_wav.c — libFuzzer target for host_voice_decode, corrald's decoder of the voice recordings a phone sends
  * (WAV, Ogg Opus): any bytes either decode into at most a minute of 16 kHz PCM or are refused with an "audio" error
  * naming the problem; nothing leaks or crashes. The first byte picks the declared type (none: sniffed). */
+#include "../fuzz.h"
 #include "corral/error.h"
 #include "voice.h"
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
-#define CHECK(x)                                                                                                       \
-    do {                                                                                                               \
-        if (!(x))                                                                                                      \
-            abort();                                                                                                   \
-    } while (0)
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
