@@ -983,8 +983,11 @@ done:
     return rc;
 }
 
+/* Applies kind with body b once per aid and answers it with action.applied. heard: the words of a voice reply (may
+ * be NULL). refuse: NULL, or the code with which the action is answered as failed without being applied, b then
+ * holding the detail (a voice reply nothing could act on). */
 static int action_apply(host_action_result_t *out, host_session_t *s, const char *kind, const char *aid, const char *b,
-                        size_t blen, const char *heard)
+                        size_t blen, const char *heard, const char *refuse)
 {
     host_store_session_t *r = s->rec;
     cr_buf_t ev;
@@ -1007,11 +1010,10 @@ static int action_apply(host_action_result_t *out, host_session_t *s, const char
         return 0;
     }
     was_needs = r->has_needs;
-    if (strcmp(kind, "voice") == 0) { /* a voice reply nothing could make out: b is the message */
-        snprintf(out->code, sizeof(out->code), "not_understood");
+    if (refuse != NULL) {
+        snprintf(out->code, sizeof(out->code), "%s", refuse);
         snprintf(out->detail, sizeof(out->detail), "%.*s", (int)blen, b);
         rc = CR_EBODY;
-        kind = "reply";
     } else {
         rc = apply(out, s, kind, b, blen);
     }
@@ -1083,7 +1085,7 @@ static int action_apply(host_action_result_t *out, host_session_t *s, const char
 int host_action_apply(host_action_result_t *out, host_session_t *s, const char *kind, const char *aid, const char *b,
                       size_t blen)
 {
-    return action_apply(out, s, kind, aid, b, blen, NULL);
+    return action_apply(out, s, kind, aid, b, blen, NULL, NULL);
 }
 
 /* ---- voice replies -------------------------------------------------------------------------------------------- */
@@ -1214,10 +1216,7 @@ static int word_in(const char *w, const char *const *set)
 int host_action_refuse_voice(host_action_result_t *out, host_session_t *s, const char *aid, const char *code,
                              const char *detail)
 {
-    int rc = action_apply(out, s, "voice", aid, detail, strlen(detail), NULL);
-    if (code != NULL && out->code[0] != '\0' && strcmp(code, "not_understood") != 0)
-        snprintf(out->code, sizeof(out->code), "%s", code);
-    return rc;
+    return action_apply(out, s, "reply", aid, detail, strlen(detail), NULL, code != NULL ? code : "not_understood");
 }
 
 int host_action_apply_voice(host_action_result_t *out, host_session_t *s, const char *aid, const char *b, size_t blen,
@@ -1238,12 +1237,12 @@ int host_action_apply_voice(host_action_result_t *out, host_session_t *s, const 
         if (kind == NULL) {
             snprintf(msg, sizeof(msg), "heard \"%.200s\", which is neither approve nor reject; say approve or reject, "
                      "or use the buttons", heard);
-            rc = action_apply(out, s, "voice", aid, msg, strlen(msg), heard);
+            rc = action_apply(out, s, "reply", aid, msg, strlen(msg), heard, "not_understood");
         } else {
             cr_mpw_map(&body, r_rid[0] != '\0' ? 1 : 0);
             if (r_rid[0] != '\0')
                 mpw_kv(&body, "rid", r_rid);
-            rc = action_apply(out, s, kind, aid, body.base, body.len, heard);
+            rc = action_apply(out, s, kind, aid, body.base, body.len, heard, NULL);
         }
     } else {
         /* a question (its options first), a `corral ask`, or words for the agent */
@@ -1260,13 +1259,13 @@ int host_action_apply_voice(host_action_result_t *out, host_session_t *s, const 
             text = opts[chosen];
         if (nopt > 0 && num >= 1 && (size_t)num > nopt) {
             snprintf(msg, sizeof(msg), "heard \"%.200s\", but the question has %zu option%s", heard, nopt, nopt == 1 ? "" : "s");
-            rc = action_apply(out, s, "voice", aid, msg, strlen(msg), heard);
+            rc = action_apply(out, s, "reply", aid, msg, strlen(msg), heard, "not_understood");
         } else {
             cr_mpw_map(&body, rid != NULL ? 2 : 1);
             if (rid != NULL)
                 mpw_kv(&body, "rid", rid);
             mpw_kv(&body, "text", text);
-            rc = action_apply(out, s, "reply", aid, body.base, body.len, heard);
+            rc = action_apply(out, s, "reply", aid, body.base, body.len, heard, NULL);
         }
         for (size_t i = 0; i < nopt; ++i)
             free(opts[i]);

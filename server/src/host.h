@@ -163,8 +163,8 @@ int host_action_apply(host_action_result_t *out, host_session_t *s, const char *
  * host_action_apply_voice acts on the words heard: for an approval or a diff, approve/yes/allow approve and
  * reject/no/deny reject; for a question with options, an option's text or "option N" answers with that option;
  * otherwise a transcript is the reply's text. What it cannot act on is answered with action.applied {ok false,
- * code not_understood}; host_action_refuse_voice answers so for a recording nothing could make out. Both return as
- * host_action_apply does. */
+ * code not_understood}; host_action_refuse_voice answers {ok false, code, detail} for a recording nothing could make
+ * out (code NULL: not_understood; bad_audio, unavailable). Both return as host_action_apply does. */
 int host_voice_keep(host_session_t *s, const char *aid, const char *audio, size_t len, const char *mime, char *path,
                     size_t cap);
 size_t host_voice_phrases(const host_session_t *s, char (*out)[96], size_t max);
