@@ -14,6 +14,10 @@ const cr_config_entry_t host_config_table[] = {
      "Directory for corrald's own state: socket, config, keys and tokens; a leading ~ is your home directory.", 0, 0},
     {"agent.claude_cmd", CR_CONF_STR, "claude", "Program that runs Claude Code, looked up on PATH unless it has a '/'.", 0, 0},
     {"agent.codex_cmd", CR_CONF_STR, "codex", "Program that runs Codex, looked up on PATH unless it has a '/'.", 0, 0},
+    {"worktree.spare", CR_CONF_BOOL, "on",
+     "Keep one spare worktree of the base branch written ahead of time (<repo>.worktrees/.spare-*, made in the "
+     "background), so that a new session takes it in milliseconds instead of writing every file; off: each session's "
+     "files are written when it is made.", 0, 0},
     {"merge.policy", CR_CONF_STR, "ff",
      "How an approved diff reaches the base branch: none, ff (fast-forward), squash or merge.", 0, 0},
     {"transcribe.command", CR_CONF_STR, "",

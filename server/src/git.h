@@ -42,6 +42,7 @@ typedef struct st_host_git_session_t {
     char base[HOST_GIT_BRANCH_MAX];     /* the base branch's short name, "main" */
     char base_commit[HOST_GIT_OID_HEX]; /* what diffs compare against: base's tip at creation, moved by a merge */
     char worktree[PATH_MAX];            /* absolute path of the session's worktree, no trailing slash */
+    int from_spare;                     /* host_git_session_create took a spare worktree (not saved) */
 } host_git_session_t;
 
 /* What a diff compares the worktree with. */
@@ -119,6 +120,18 @@ int host_git_check_name(const char *name);
  * -1, with a message naming the problem. */
 int host_git_session_create(host_git_session_t *out, host_git_repo_t *repo, const char *name, const char *base,
                             const char *worktree_path);
+
+/* Spare worktrees (git.c explains them): host_git_session_create takes a ready spare instead of writing every file
+ * when one is there (brought up to base's tip first if it holds an older commit, and only if nothing in it changed
+ * since it was made). On by default; host_git_set_spares(repo, 0) turns taking them off. */
+void host_git_set_spares(host_git_repo_t *repo, int on);
+
+/* Makes sure one spare worktree of base's tip (NULL: the current branch's) is ready in the repository containing
+ * repo_path: keeps one that is, brings an older one up to date, else writes a new one; removes any other spare and
+ * what a crash left. Slow (it writes the files): run it off the event loop. It opens the repository itself, so any
+ * thread may call it, but never two calls for one repository at once. Returns 0, or an error code of host_git_open,
+ * CR_ENOTFOUND (the base), CR_EIO or -1, with the message. */
+int host_git_spare_make(const char *repo_path, const char *base);
 
 /* Removes the session's worktree (its directory, with any uncommitted work in it, and git's record of it) and, unless
  * keep_branch, the branch corral/NAME. What is already gone is skipped. Returns 0, CR_ENOTFOUND (neither the worktree

@@ -284,6 +284,7 @@ static void new_token(char *out)
 
 static void start_next_task(host_session_t *s);
 static void on_agent_exit(host_agent_t *a, int exit_status, int term_signal, const char *stderr_tail, void *data);
+static void spare_kick(host_t *h, const char *base);
 
 static void on_agent_event(host_agent_t *a, const char *kind, int pri, const char *body, size_t len, void *data)
 {
@@ -559,6 +560,8 @@ int host_new(host_t **out, uv_loop_t *loop, const host_opts_t *opts)
         goto done;
     if ((rc = host_git_open(&h->git, opts->repo != NULL ? opts->repo : ".")) != 0)
         goto done;
+    h->no_spares = opts->no_spares;
+    host_git_set_spares(h->git, !h->no_spares);
     if ((rc = host_store_open(&h->store, host_git_workdir(h->git))) != 0)
         goto done;
     host_seal_refresh(h);
@@ -584,6 +587,8 @@ int host_new(host_t **out, uv_loop_t *loop, const host_opts_t *opts)
             break;
         }
     }
+    if (n > 0) /* the repository has sessions: more will come */
+        spare_kick(h, NULL);
     rc = 0;
 done:
     host_store_session_list_free(list, n);
@@ -595,11 +600,76 @@ done:
     return 0;
 }
 
+/* ---- spare worktrees ----------------------------------------------------------------------------------------------
+ *
+ * One spare worktree of the base branch is kept written ahead of time, so that `corral new` takes it instead of
+ * writing every file (git.c). It is made on libuv's thread pool after each session is created, after an approved diff
+ * moved base, and at start when the repository has sessions; one job at a time, and a request that comes while one
+ * runs makes it run once more. */
+
+typedef struct st_host_spare_job_t {
+    uv_work_t work;
+    host_t *h; /* NULL once the host is freed: the job then only frees itself */
+    char repo[PATH_MAX], base[HOST_GIT_BRANCH_MAX];
+    int rc;
+    char error[256];
+} host_spare_job_t;
+
+
+static void spare_work(uv_work_t *w)
+{
+    host_spare_job_t *j = w->data;
+    if ((j->rc = host_git_spare_make(j->repo, j->base[0] != '\0' ? j->base : NULL)) != 0)
+        snprintf(j->error, sizeof(j->error), "%s", cr_error_last()->message);
+}
+
+static void spare_after(uv_work_t *w, int status)
+{
+    host_spare_job_t *j = w->data;
+    host_t *h = j->h;
+    if (h != NULL) {
+        h->spare_job = NULL;
+        if (status == 0 && j->rc != 0)
+            cr_log(CR_LOG_WARN, "spare worktree not made: %s", j->error);
+        if (h->spare_again) {
+            h->spare_again = 0;
+            spare_kick(h, h->spare_base);
+        }
+    }
+    free(j);
+}
+
+/* Asks for a spare of base ("" or NULL: the current branch). */
+static void spare_kick(host_t *h, const char *base)
+{
+    host_spare_job_t *j;
+    if (h->no_spares || h->shutting_down)
+        return;
+    if (h->spare_job != NULL) {
+        h->spare_again = 1;
+        snprintf(h->spare_base, sizeof(h->spare_base), "%s", base != NULL ? base : "");
+        return;
+    }
+    if ((j = calloc(1, sizeof(*j))) == NULL)
+        return;
+    j->h = h;
+    j->work.data = j;
+    snprintf(j->repo, sizeof(j->repo), "%s", host_git_workdir(h->git));
+    snprintf(j->base, sizeof(j->base), "%s", base != NULL ? base : "");
+    if (uv_queue_work(h->loop, &j->work, spare_work, spare_after) != 0) {
+        free(j);
+        return;
+    }
+    h->spare_job = j;
+}
+
 void host_free(host_t *h)
 {
     host_session_t *s;
     if (h == NULL)
         return;
+    if (h->spare_job != NULL)
+        h->spare_job->h = NULL;
     while ((s = h->sessions) != NULL) {
         h->sessions = s->next;
         session_free(s);
@@ -696,8 +766,10 @@ int host_session_create(host_session_t **out, host_t *h, const host_create_t *c)
         return cr_error_set(CR_EEXISTS, "name", "a session named %s exists already", c->name);
     if (c->identity != NULL && c->identity[0] != '\0' && !cr_id_valid(c->identity, strlen(c->identity)))
         return cr_error_set(CR_EBADNAME, "identity", "not a valid identity name: %s", c->identity);
+    uint64_t t0 = uv_hrtime();
     if ((rc = host_git_session_create(&g, h->git, c->name, c->base != NULL && c->base[0] != '\0' ? c->base : NULL, NULL)) != 0)
         return rc;
+    double git_ms = (double)(uv_hrtime() - t0) / 1e6;
     git_made = 1;
     so.task = c->task;
     so.agent = agent;
@@ -732,7 +804,9 @@ int host_session_create(host_session_t **out, host_t *h, const host_create_t *c)
     if (strcmp(agent, "shell") == 0) /* claude and codex say so when their turn starts */
         emit_state(s, HOST_STORE_RUNNING, NULL);
     activity(s, "cli", "session.create", g.name, "ok");
-    cr_log_sid(CR_LOG_INFO, s->rec->sid, "session %s started (%s) in %s", g.name, agent, g.worktree);
+    cr_log_sid(CR_LOG_INFO, s->rec->sid, "session %s started (%s) in %s, %s in %.0f ms", g.name, agent, g.worktree,
+               g.from_spare ? "a spare worktree taken" : "worktree written", git_ms);
+    spare_kick(h, g.base);
     *out = s;
     s = NULL;
     rc = 0;
@@ -808,6 +882,7 @@ static int approve_diff(host_action_result_t *out, host_session_t *s)
     }
     rc = host_git_merge(&mr, h->git, &r->git, h->policy, &who, NULL);
     if (rc == 0) {
+        spare_kick(h, r->git.base); /* base moved on: the spare follows */
         snprintf(out->detail, sizeof(out->detail), "committed %.12s on %.100s; merged into %.100s (%s)", out->commit,
                  r->git.branch, r->git.base, host_git_policy_name(h->policy));
     } else if (rc == HOST_GIT_NOTHING) {

@@ -30,6 +30,7 @@ typedef struct st_host_opts_t {
     const char *url;          /* what agents get in CORRAL_URL ("unix:/path/corrald.sock"); may be NULL */
     const char *home;         /* corrald's home (team.key, team.name); NULL: bodies are never sealed */
     const char *seal;         /* relay.seal: "auto" (NULL) seals bodies once the host is paired, "off" never */
+    int no_spares;            /* worktree.spare = off: no spare worktree is kept (git.c) */
 } host_opts_t;
 
 /* One session: its record (rec, saved in session.json), its agent while one runs, and its token. */
@@ -84,6 +85,10 @@ struct st_host_t {
     char *home;               /* NULL: no sealing */
     int seal_off;             /* relay.seal = off */
     uint64_t seal_checked;    /* when host_seal_refresh last looked (loop ms) */
+    int no_spares;            /* worktree.spare = off */
+    struct st_host_spare_job_t *spare_job; /* host_git_spare_make running on the thread pool (NULL: none) */
+    int spare_again;          /* asked again while it ran: run once more, for spare_base */
+    char spare_base[HOST_GIT_BRANCH_MAX];
 };
 
 /* Opens the repository (host_git_open) and its store (host_store_open), loads every session, and marks those whose

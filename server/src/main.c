@@ -168,6 +168,7 @@ int main(int argc, char **argv)
     opts.url = url;
     opts.home = home;
     opts.seal = cr_config_str(&conf, "relay.seal");
+    opts.no_spares = !cr_config_bool(&conf, "worktree.spare");
     if ((rc = host_new(&d.host, &d.loop, &opts)) != 0) {
         fprintf(stderr, PROGRAM ": %s\n", cr_error_last()->message);
         goto done_loop;

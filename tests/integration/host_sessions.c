@@ -116,11 +116,35 @@ static void test_diff_approve_merges(void)
     ok(corral("rm", "cf", NULL) == 0);
 }
 
+/* Waits (up to 15 s) until corrald has a spare worktree ready: a corral-spare marker in git.c's spare record. */
+static int wait_spare(void)
+{
+    char cmd[2 * PATH_MAX + 64];
+    int64_t end = cr_test_now_ms() + 15000;
+    snprintf(cmd, sizeof(cmd), "ls '%s'/.git/worktrees/.spare-*/corral-spare >/dev/null 2>&1", host.repo);
+    while (cr_test_now_ms() < end) {
+        if (system(cmd) == 0)
+            return 1;
+        cr_test_sleep_ms(50);
+    }
+    return 0;
+}
+
 static void test_ask(void)
 {
-    char cmd[2 * PATH_MAX + 128];
+    char cmd[2 * PATH_MAX + 128], wt[2 * PATH_MAX];
     snprintf(cmd, sizeof(cmd), "@bash %s ask 'Which colour?'; %s ls; echo ls=$?", host.corral_bin, host.corral_bin);
+    /* the spare corrald made after the last session is taken, and brought up to main's tip (main moved since) */
+    ok(wait_spare());
     ok(corral("new", cmd, "--name", "asker", "--identity", "ana", NULL) == 0);
+    okf(strstr(cr_test_host_log_tail(&host), "session asker started (claude) in ") != NULL &&
+            strstr(cr_test_host_log_tail(&host), ", a spare worktree taken in ") != NULL,
+        "the session took the spare:\n%s", cr_test_host_log_tail(&host));
+    snprintf(wt, sizeof(wt), "%s.worktrees/asker", host.repo);
+    ok(cr_test_host_git(&host, "-C", wt, "status", "--porcelain", NULL) == 0);
+    ok_str(host.out, "");
+    ok(cr_test_host_git(&host, "-C", wt, "log", "-1", "--format=%s", NULL) == 0);
+    ok_str(host.out, "other\n");
     ok(wait_for("\"k\":\"approval.request\"", "ls", "--json", NULL));
     ok(corral("approve", "asker", NULL) == 0);
     ok(wait_for("question:", "log", "asker", NULL));

@@ -266,6 +266,126 @@ static void test_create_remove(void)
     host_git_close(repo);
 }
 
+/* The spare's directory under <repo>.worktrees ("" when there is none; a second one is an error). */
+static const char *spare_of(const char *dir)
+{
+    return out("cd '%s.worktrees' 2>/dev/null && ls -d .spare-* 2>/dev/null | sed 's|^|%s.worktrees/|'", dir, dir);
+}
+
+/* A spare worktree made ahead of time is what a session create takes: the session is then exactly what the long way
+ * makes (branch, HEAD, files, a clean status, git's record), a spare behind base is brought up to date, a spare changed
+ * on disk is never used, and what a crash leaves is cleaned up. */
+static void test_spares(void)
+{
+    char dir[PATH_MAX], wt[PATH_MAX + 32], sp[PATH_MAX + 64], sp2[PATH_MAX + 64];
+    host_git_repo_t *repo = NULL;
+    host_git_session_t s, s2, s3, s4;
+
+    make_repo(dir, sizeof(dir));
+    if (!ok(host_git_open(&repo, dir) == 0))
+        return;
+    char *main_tip = rev(dir, "main");
+
+    /* a spare: a detached worktree of main's tip that git knows, clean */
+    ok(host_git_spare_make(dir, NULL) == 0);
+    snprintf(sp, sizeof(sp), "%s", spare_of(dir));
+    ok(strstr(sp, ".worktrees/.spare-") != NULL);
+    ok_str(out("git -C '%s' rev-parse HEAD", sp), main_tip);
+    ok_str(out("git -C '%s' status --porcelain", sp), "");
+    ok_str(out("git -C '%s' worktree list --porcelain | grep -A2 '^worktree %s$' | tail -1", dir, sp), "detached");
+    /* made again: the same one is kept */
+    ok(host_git_spare_make(dir, NULL) == 0);
+    ok_str(spare_of(dir), sp);
+
+    /* a session takes it: what the long way makes, and the spare is gone */
+    ok(host_git_session_create(&s, repo, "feat", NULL, NULL) == 0);
+    snprintf(wt, sizeof(wt), "%s.worktrees/feat", dir);
+    ok_str(s.worktree, wt);
+    ok_str(s.base_commit, main_tip);
+    ok_str(spare_of(dir), "");
+    ok_str(out("git -C '%s' rev-parse --abbrev-ref HEAD", wt), "corral/feat");
+    ok_str(out("git -C '%s' rev-parse corral/feat", dir), main_tip);
+    ok_str(out("git -C '%s' status --porcelain", wt), "");
+    ok_str(out("git -C '%s' worktree list --porcelain | grep -A2 '^worktree %s$' | tail -1", dir, wt),
+           "branch refs/heads/corral/feat");
+    ok_str(out("git -C '%s' worktree prune -n -v 2>&1", dir), "");
+    ok_str(out("cat '%s/dir/c.txt'", wt), "sea");
+    ok_str(out("cat '%s/.git'", wt), out("echo \"gitdir: $(git -C '%s' rev-parse --path-format=absolute --git-common-dir)/worktrees/feat\"", dir));
+    /* and works as any session: a change is seen, committed and fast-forwarded */
+    put(wt, "a.txt", "changed\n");
+    ok(host_git_has_changes(repo, &s, HOST_GIT_SINCE_BASE) == 1);
+    char id[HOST_GIT_OID_HEX];
+    host_git_merge_result_t mr;
+    ok(host_git_commit(id, repo, &s, &agent, "change a") == 0);
+    ok(host_git_merge(&mr, repo, &s, HOST_GIT_MERGE_FF, &agent, NULL) == 0);
+    host_git_merge_result_free(&mr);
+    ok_str(out("git -C '%s' show main:a.txt", dir), "changed");
+
+    /* a spare behind base: brought to the new tip when taken (a file changed, one added, one deleted) */
+    ok(host_git_spare_make(dir, "refs/heads/main") == 0); /* at the new tip already */
+    snprintf(sp, sizeof(sp), "%s", spare_of(dir));
+    sh("git -C '%s' checkout -q main && git -C '%s' reset -q --hard", dir, dir);
+    put(dir, "b.txt", "bee two\n");
+    put(dir, "new/d.txt", "dee\n");
+    sh("git -C '%s' rm -q dir/c.txt && git -C '%s' add -A && git -C '%s' commit -q -m next", dir, dir, dir);
+    char *tip2 = rev(dir, "main");
+    ok(host_git_session_create(&s2, repo, "second", NULL, NULL) == 0);
+    ok_str(s2.base_commit, tip2);
+    ok_str(spare_of(dir), "");
+    ok_str(out("git -C '%s' status --porcelain", s2.worktree), "");
+    ok_str(out("cat '%s/b.txt' '%s/new/d.txt'", s2.worktree, s2.worktree), "bee two\ndee");
+    ok(!exists(s2.worktree, "dir/c.txt"));
+    ok_str(out("git -C '%s' rev-parse HEAD", s2.worktree), tip2);
+
+    /* host_git_spare_make brings an older spare up to date in place */
+    ok(host_git_spare_make(dir, NULL) == 0);
+    snprintf(sp, sizeof(sp), "%s", spare_of(dir));
+    put(dir, "b.txt", "bee three\n");
+    sh("git -C '%s' commit -q -am third", dir);
+    char *tip3 = rev(dir, "main");
+    ok(host_git_spare_make(dir, NULL) == 0);
+    ok_str(spare_of(dir), sp);
+    ok_str(out("git -C '%s' rev-parse HEAD", sp), tip3);
+    ok_str(out("git -C '%s' status --porcelain", sp), "");
+    ok_str(out("cat '%s/b.txt'", sp), "bee three");
+
+    /* a spare changed on disk is not used: the session is written the long way, without the stranger's file */
+    put(sp, "intruder.txt", "not from git\n");
+    ok(host_git_session_create(&s3, repo, "third", NULL, NULL) == 0);
+    ok(!exists(s3.worktree, "intruder.txt"));
+    ok_str(out("git -C '%s' status --porcelain", s3.worktree), "");
+    ok_str(out("cat '%s/b.txt'", s3.worktree), "bee three");
+    ok(exists(sp, "intruder.txt")); /* left alone, no longer offered ... */
+    ok(host_git_spare_make(dir, NULL) == 0);
+    ok(!exists(sp, "")); /* ... and removed by the next make, which makes a clean one */
+    snprintf(sp2, sizeof(sp2), "%s", spare_of(dir));
+    ok(sp2[0] != '\0' && strcmp(sp2, sp) != 0);
+
+    /* what a crash leaves (a spare with no marker) is removed; turned off, a create leaves the spare alone */
+    sh("mkdir -p '%s.worktrees/.spare-0badf00d' && mkdir -p \"$(git -C '%s' rev-parse --path-format=absolute --git-common-dir)/worktrees/.spare-0badf00d\" && "
+       "echo '%s.worktrees/.spare-0badf00d/.git' > \"$(git -C '%s' rev-parse --path-format=absolute --git-common-dir)/worktrees/.spare-0badf00d/gitdir\" && "
+       "echo 'gitdir: x' > '%s.worktrees/.spare-0badf00d/.git'",
+       dir, dir, dir, dir, dir);
+    ok(host_git_spare_make(dir, NULL) == 0);
+    ok_str(spare_of(dir), sp2);
+    ok_str(out("ls \"$(git -C '%s' rev-parse --path-format=absolute --git-common-dir)/worktrees\" | grep -c 0badf00d", dir), "0");
+    host_git_set_spares(repo, 0);
+    ok(host_git_session_create(&s4, repo, "fourth", NULL, NULL) == 0);
+    ok_str(spare_of(dir), sp2);
+    ok_str(out("git -C '%s' status --porcelain", s4.worktree), "");
+
+    /* sessions made from spares are removed like any other */
+    ok(host_git_session_remove(repo, &s, 0) == 0);
+    ok(host_git_session_remove(repo, &s2, 0) == 0);
+    ok(!exists(wt, "") && !exists(s2.worktree, ""));
+    ok_str(out("git -C '%s' branch --list 'corral/*' | wc -l", dir), "2");
+    ok_str(out("git -C '%s' worktree prune -n -v 2>&1", dir), "");
+    free(tip3);
+    free(tip2);
+    free(main_tip);
+    host_git_close(repo);
+}
+
 /* What the new worktree holds is what git would check out: modes, symlinks, many files over several threads, the
  * index with stat data; and with .gitattributes, git's filters (eol) applied. */
 static void test_checkout_content(void)
@@ -773,6 +893,7 @@ int main(void)
     subtest("session names", test_names);
     subtest("create and remove a session", test_create_remove);
     subtest("what a new worktree holds", test_checkout_content);
+    subtest("spare worktrees", test_spares);
     subtest("diff", test_diff);
     subtest("commit", test_commit);
     subtest("merge policy parsing", test_policy);
