@@ -34,6 +34,8 @@ struct st_host_relay_t {
     uv_timer_t gather;                       /* events of the next HOST_RELAY_GATHER_MS go out in one batch */
     uint64_t acked_saved_ms;                 /* when outbox/acked was last written (loop time) */
     uint64_t compacted_ms;                   /* when the drained outbox last dropped its segments (loop time) */
+    uint64_t batch_ms;                       /* when the last batch went out (loop time) */
+    int urgent;                              /* a pri-2 event waits: the next batch goes at once */
     host_relay_action_t *queue, **queue_tail; /* oldest first */
     void (*on_inbox)(const char *idn, void *data); /* host_relay_on_inbox */
     void *inbox_data;
@@ -91,17 +93,32 @@ static void cursor_save(host_relay_t *r, const char *cursor)
 
 /* ---- the link's callbacks ----------------------------------------------------------------------------------------- */
 
+static void on_gather(uv_timer_t *t);
+
 static size_t on_next_batch(cr_span_t *out, size_t max, void *data)
 {
     host_relay_t *r = data;
     host_store_outbox_t *ob = host_store_outbox(r->host->store);
+    uint64_t now = uv_now(r->host->loop);
     size_t n = 0;
+    /* Batches go at most once per HOST_RELAY_GATHER_MS unless a human waits (pri 2). The link asks again as soon as a
+     * batch is acknowledged: under a steady stream that was a batch (an fdatasync and a request) per round trip, ~75/s
+     * at 1,000 events/s; now it is 25/s, each larger. */
+    if (!r->urgent && r->batch_ms != 0 && now - r->batch_ms < HOST_RELAY_GATHER_MS) {
+        if (!uv_is_active((uv_handle_t *)&r->gather))
+            uv_timer_start(&r->gather, on_gather, HOST_RELAY_GATHER_MS - (now - r->batch_ms), 0);
+        return 0;
+    }
     if (host_store_outbox_sync(ob) != 0) /* nothing leaves before it is durable here (store.c syncs some in groups) */
         cr_log(CR_LOG_ERROR, "relay: cannot sync the outbox: %s", cr_error_last()->message);
     host_store_outbox_rewind(ob); /* always from the oldest unacknowledged record */
     if (host_store_outbox_next_batch(ob, out, &n, max, HOST_LINK_BATCH_BYTES) != 0) {
         cr_log(CR_LOG_ERROR, "relay: cannot read the outbox: %s", cr_error_last()->message);
         return 0;
+    }
+    if (n > 0) {
+        r->batch_ms = now;
+        r->urgent = 0;
     }
     return n;
 }
@@ -524,6 +541,7 @@ void host_relay_kick(int pri, void *data)
      * ms puts a burst in one batch (the link sends one batch at a time, so a backlog gathers by itself anyway); a
      * request for a human does not wait */
     if (pri >= 2) {
+        r->urgent = 1;
         uv_timer_stop(&r->gather);
         on_gather(&r->gather);
     } else if (!uv_is_active((uv_handle_t *)&r->gather)) {
