@@ -26,6 +26,10 @@ const cr_config_entry_t host_config_table[] = {
      "PocketSphinx, which understands only the commands a request accepts (approve, reject, yes, no, option N).", 0, 0},
     {"voice.model", CR_CONF_STR, "",
      "PocketSphinx model directory (en-us/ and cmudict-en-us.dict); empty: Debian's pocketsphinx-en-us.", 0, 0},
+    {"loop.coalesce_ms", CR_CONF_MS, "10ms",
+     "Under load corrald wakes at most once per this long and handles what came meanwhile in one pass (fewer system "
+     "calls per event; an event after a quiet spell is handled at once, one in a busy spell waits at most this); 0: "
+     "wake for every event.", 0, 100},
     {"log.level", CR_CONF_STR, "info", "Least severe level logged: debug, info, warn or error.", 0, 0},
     {.name = NULL},
 };
