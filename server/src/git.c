@@ -1365,7 +1365,8 @@ int host_git_spare_make(const char *repo_path, const char *base)
             if (stat(p, &st) == 0 && time(NULL) - st.st_mtime < SPARE_CLAIM_STALE_S)
                 continue; /* being taken by a session create right now */
             if (stat(ready_p, &st) == 0) {
-                if (!ready && spare_commit(&held, admin, SPARE_READY) == 0 && git_oid_equal(&held, git_commit_id(tip))) {
+                if (!ready && spare_commit(&held, admin, SPARE_READY) == 0 && git_oid_equal(&held, git_commit_id(tip)) &&
+                    spare_workdir(wd, sizeof(wd), admin) == 0 && has_gitlink(wd)) {
                     ready = 1;
                     continue;
                 }

@@ -369,6 +369,13 @@ static void test_spares(void)
     ok(host_git_spare_make(dir, NULL) == 0);
     ok_str(spare_of(dir), sp2);
     ok_str(out("ls \"$(git -C '%s' rev-parse --path-format=absolute --git-common-dir)/worktrees\" | grep -c 0badf00d", dir), "0");
+    /* a spare whose directory someone deleted is replaced */
+    sh("rm -rf '%s'", sp2);
+    ok(host_git_spare_make(dir, NULL) == 0);
+    snprintf(sp, sizeof(sp), "%s", spare_of(dir));
+    ok(sp[0] != '\0' && strcmp(sp, sp2) != 0 && exists(sp, "a.txt"));
+    ok_str(out("git -C '%s' worktree list | wc -l", dir), "5"); /* main, feat, second, third and the spare */
+    snprintf(sp2, sizeof(sp2), "%s", sp);
     host_git_set_spares(repo, 0);
     ok(host_git_session_create(&s4, repo, "fourth", NULL, NULL) == 0);
     ok_str(spare_of(dir), sp2);
