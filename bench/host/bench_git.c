@@ -274,6 +274,12 @@ int main(int argc, char **argv)
         t_remove[r] = now_ms() - t;
         host_git_session_remove(repo, &cs[r], 0);
     }
+    double t_trash = now_ms();
+    if (host_git_trash_empty(repo_dir) != 0) {
+        fprintf(stderr, "trash: %s\n", cr_error_last()->message);
+        return 1;
+    }
+    t_trash = (now_ms() - t_trash) / (2 * runs);
     free(ss);
     free(cs);
 
@@ -291,7 +297,8 @@ int main(int argc, char **argv)
         report("commit (stage all + commit)", t_commit, runs / 2 + runs % 2, 0);
     if (runs / 2 > 0)
         report("discard", t_discard, runs / 2, 0);
-    report("remove (worktree + branch)", t_remove, runs, 0);
+    report("remove (worktree to trash + branch)", t_remove, runs, 0);
+    printf("%-34s %8.1f  (mean per worktree: its files deleted)\n", "  trash emptied (thread pool, after)", t_trash);
     host_git_close(repo);
     free(t_floor), free(t_cli), free(t_cold), free(t_spare);
     free(t_create), free(t_diff), free(t_diff_head), free(t_has), free(t_commit), free(t_discard), free(t_remove);

@@ -134,9 +134,15 @@ void host_git_set_spares(host_git_repo_t *repo, int on);
 int host_git_spare_make(const char *repo_path, const char *base);
 
 /* Removes the session's worktree (its directory, with any uncommitted work in it, and git's record of it) and, unless
- * keep_branch, the branch corral/NAME. What is already gone is skipped. Returns 0, CR_ENOTFOUND (neither the worktree
- * nor the branch exists) or -1. */
+ * keep_branch, the branch corral/NAME. What is already gone is skipped. The directory is renamed into
+ * "<workdir>.worktrees/.trash-XXXXXXXX" (deleted at once only when that is on another file system): call
+ * host_git_trash_empty later, off the event loop. Returns 0, CR_ENOTFOUND (neither the worktree nor the branch exists)
+ * or -1. */
 int host_git_session_remove(host_git_repo_t *repo, const host_git_session_t *s, int keep_branch);
+
+/* Deletes what host_git_session_remove put in the trash of the repository containing repo_path. Slow; any thread (it
+ * opens the repository itself). Returns 0, an error code of host_git_open, or CR_EIO (something could not be deleted). */
+int host_git_trash_empty(const char *repo_path);
 
 /* Computes the changes of the session's worktree — tracked, and untracked files that are not ignored, but nothing
  * under .corral/ — against `since`, with rename detection. files_max and patch_max cap the file list and the patch

@@ -284,7 +284,7 @@ static void new_token(char *out)
 
 static void start_next_task(host_session_t *s);
 static void on_agent_exit(host_agent_t *a, int exit_status, int term_signal, const char *stderr_tail, void *data);
-static void spare_kick(host_t *h, const char *base);
+static void housekeep(host_t *h, int spare, const char *base);
 
 static void on_agent_event(host_agent_t *a, const char *kind, int pri, const char *body, size_t len, void *data)
 {
@@ -587,8 +587,7 @@ int host_new(host_t **out, uv_loop_t *loop, const host_opts_t *opts)
             break;
         }
     }
-    if (n > 0) /* the repository has sessions: more will come */
-        spare_kick(h, NULL);
+    housekeep(h, n > 0, NULL); /* trash left by the last run; a spare when the repository has sessions */
     rc = 0;
 done:
     host_store_session_list_free(list, n);
@@ -600,30 +599,33 @@ done:
     return 0;
 }
 
-/* ---- spare worktrees ----------------------------------------------------------------------------------------------
+/* ---- housekeeping on the thread pool ---------------------------------------------------------------------------
  *
- * One spare worktree of the base branch is kept written ahead of time, so that `corral new` takes it instead of
- * writing every file (git.c). It is made on libuv's thread pool after each session is created, after an approved diff
- * moved base, and at start when the repository has sessions; one job at a time, and a request that comes while one
- * runs makes it run once more. */
+ * Slow file work that must not stall the loop: deleting removed sessions' worktrees (host_git_trash_empty), and one
+ * spare worktree of the base branch kept written ahead of time so that `corral new` takes it instead of writing every
+ * file (host_git_spare_make; git.c). It runs after each session is created or removed, after an approved diff moved
+ * base, and at start (the spare only when the repository has sessions); one job at a time, and a request that comes
+ * while one runs makes it run once more. */
 
 typedef struct st_host_spare_job_t {
     uv_work_t work;
     host_t *h; /* NULL once the host is freed: the job then only frees itself */
     char repo[PATH_MAX], base[HOST_GIT_BRANCH_MAX];
+    int spare; /* make a spare too */
     int rc;
     char error[256];
 } host_spare_job_t;
 
-
-static void spare_work(uv_work_t *w)
+static void housekeep_work(uv_work_t *w)
 {
     host_spare_job_t *j = w->data;
-    if ((j->rc = host_git_spare_make(j->repo, j->base[0] != '\0' ? j->base : NULL)) != 0)
+    if (host_git_trash_empty(j->repo) != 0)
+        cr_log(CR_LOG_WARN, "removed worktrees: %s", cr_error_last()->message);
+    if (j->spare && (j->rc = host_git_spare_make(j->repo, j->base[0] != '\0' ? j->base : NULL)) != 0)
         snprintf(j->error, sizeof(j->error), "%s", cr_error_last()->message);
 }
 
-static void spare_after(uv_work_t *w, int status)
+static void housekeep_after(uv_work_t *w, int status)
 {
     host_spare_job_t *j = w->data;
     host_t *h = j->h;
@@ -633,30 +635,36 @@ static void spare_after(uv_work_t *w, int status)
             cr_log(CR_LOG_WARN, "spare worktree not made: %s", j->error);
         if (h->spare_again) {
             h->spare_again = 0;
-            spare_kick(h, h->spare_base);
+            housekeep(h, h->spare_want, h->spare_base);
         }
     }
     free(j);
 }
 
-/* Asks for a spare of base ("" or NULL: the current branch). */
-static void spare_kick(host_t *h, const char *base)
+/* Asks for the trash to be emptied and, with spare, for a spare of base ("" or NULL: the current branch). */
+static void housekeep(host_t *h, int spare, const char *base)
 {
     host_spare_job_t *j;
-    if (h->no_spares || h->shutting_down)
+    spare = spare && !h->no_spares;
+    if (h->shutting_down)
         return;
     if (h->spare_job != NULL) {
         h->spare_again = 1;
-        snprintf(h->spare_base, sizeof(h->spare_base), "%s", base != NULL ? base : "");
+        if (spare) {
+            h->spare_want = 1;
+            snprintf(h->spare_base, sizeof(h->spare_base), "%s", base != NULL ? base : "");
+        }
         return;
     }
     if ((j = calloc(1, sizeof(*j))) == NULL)
         return;
     j->h = h;
     j->work.data = j;
+    j->spare = spare;
     snprintf(j->repo, sizeof(j->repo), "%s", host_git_workdir(h->git));
     snprintf(j->base, sizeof(j->base), "%s", base != NULL ? base : "");
-    if (uv_queue_work(h->loop, &j->work, spare_work, spare_after) != 0) {
+    h->spare_want = 0;
+    if (uv_queue_work(h->loop, &j->work, housekeep_work, housekeep_after) != 0) {
         free(j);
         return;
     }
@@ -806,7 +814,7 @@ int host_session_create(host_session_t **out, host_t *h, const host_create_t *c)
     activity(s, "cli", "session.create", g.name, "ok");
     cr_log_sid(CR_LOG_INFO, s->rec->sid, "session %s started (%s) in %s, %s in %.0f ms", g.name, agent, g.worktree,
                g.from_spare ? "a spare worktree taken" : "worktree written", git_ms);
-    spare_kick(h, g.base);
+    housekeep(h, 1, g.base);
     *out = s;
     s = NULL;
     rc = 0;
@@ -815,8 +823,10 @@ done:
         cr_error_t saved = *cr_error_last();
         if (s != NULL && s->rec != NULL)
             remove_record(s);
-        if (git_made)
+        if (git_made) {
             host_git_session_remove(h->git, &g, 0);
+            housekeep(h, 1, g.base);
+        }
         session_free(s);
         cr_error_set(saved.code, saved.field, "%s", saved.message);
     }
@@ -831,6 +841,7 @@ int host_session_remove(host_t *h, host_session_t *s, int keep_branch)
         s->agent = NULL;
     }
     rc = host_git_session_remove(h->git, &s->rec->git, keep_branch);
+    housekeep(h, 0, NULL);
     if (rc == CR_ENOTFOUND)
         rc = 0;
     activity(s, "cli", "session.remove", s->rec->git.name, rc == 0 ? "ok" : cr_error_last()->message);
@@ -882,7 +893,7 @@ static int approve_diff(host_action_result_t *out, host_session_t *s)
     }
     rc = host_git_merge(&mr, h->git, &r->git, h->policy, &who, NULL);
     if (rc == 0) {
-        spare_kick(h, r->git.base); /* base moved on: the spare follows */
+        housekeep(h, 1, r->git.base); /* base moved on: the spare follows */
         snprintf(out->detail, sizeof(out->detail), "committed %.12s on %.100s; merged into %.100s (%s)", out->commit,
                  r->git.branch, r->git.base, host_git_policy_name(h->policy));
     } else if (rc == HOST_GIT_NOTHING) {

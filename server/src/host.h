@@ -86,8 +86,9 @@ struct st_host_t {
     int seal_off;             /* relay.seal = off */
     uint64_t seal_checked;    /* when host_seal_refresh last looked (loop ms) */
     int no_spares;            /* worktree.spare = off */
-    struct st_host_spare_job_t *spare_job; /* host_git_spare_make running on the thread pool (NULL: none) */
-    int spare_again;          /* asked again while it ran: run once more, for spare_base */
+    struct st_host_spare_job_t *spare_job; /* housekeeping running on the thread pool (NULL: none; host.c) */
+    int spare_again;          /* asked again while it ran: run once more (with a spare of spare_base if spare_want) */
+    int spare_want;
     char spare_base[HOST_GIT_BRANCH_MAX];
 };
 

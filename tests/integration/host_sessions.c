@@ -285,6 +285,15 @@ static void test_rm(void)
     ok_str(host.out, "");
     snprintf(path, sizeof(path), "%s.worktrees/demo", host.repo);
     ok(access(path, F_OK) != 0);
+    { /* its files went to the trash, which corrald empties in the background */
+        char cmd[2 * PATH_MAX + 64];
+        int64_t end = cr_test_now_ms() + 15000;
+        int st = 0;
+        snprintf(cmd, sizeof(cmd), "ls -A '%s.worktrees' | grep -q '^.trash-'", host.repo);
+        while ((st = system(cmd)) == 0 && cr_test_now_ms() < end)
+            cr_test_sleep_ms(50);
+        okf(st != 0, "the trash was emptied");
+    }
     ok(corral("rm", "asker", "--keep-branch", NULL) == 0);
     ok(git("branch", "--list", "corral/asker", NULL) == 0);
     ok(strstr(host.out, "corral/asker") != NULL);

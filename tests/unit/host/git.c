@@ -256,6 +256,11 @@ static void test_create_remove(void)
     ok(host_git_session_remove(repo, &s, 0) == CR_ENOTFOUND);
     ok(host_git_session_remove(repo, &s3, 0) == 0);
     ok(!exists(other, ""));
+    /* the files wait in the trash until it is emptied (corrald does that on its thread pool) */
+    ok_str(out("ls -A '%s.worktrees' | grep -c '^.trash-'", dir), "2");
+    ok_str(out("cat '%s.worktrees'/.trash-*/d.txt", dir), "dee");
+    ok(host_git_trash_empty(dir) == 0);
+    ok_str(out("ls -A '%s.worktrees' | grep -c '^.trash-'", dir), "0");
     ok_str(out("git -C '%s' worktree list | wc -l", dir), "1");
     ok_str(out("git -C '%s' worktree prune -n -v 2>&1", dir), ""); /* nothing stale left for git */
     /* the name is free again */
