@@ -4,6 +4,8 @@
 #include "corral/http.h"
 #include "corral/error.h"
 #include <curl/curl.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sodium.h>
 #include <stdlib.h>
 #include <string.h>
@@ -16,6 +18,8 @@ typedef struct st_cr_http_sock_t {
     uv_poll_t poll;
     curl_socket_t fd;
     int events; /* what the poll handle watches now (0: not started) */
+    int corked;  /* TCP_CORK is on: curl runs (cr_http__run) */
+    int no_cork; /* not a TCP socket (TCP_CORK refused) */
     cr_http_t *h;
     struct st_cr_http_sock_t *prev, *next; /* in h->socks while watched */
 } cr_http_sock_t;
@@ -78,10 +82,14 @@ static void cr_http__on_sock_closed(uv_handle_t *handle)
     cr_http__maybe_free(h);
 }
 
-/* Stops watching a socket before curl closes it: uv_close takes the fd out of epoll at once. */
+static void cr_http__uncork(cr_http_sock_t *sk);
+
+/* Stops watching a socket before curl closes it, or when curl keeps its connection idle: uv_close takes the fd out of
+ * epoll at once; what curl wrote to it leaves now. */
 static void cr_http__sock_close(cr_http_sock_t *sk)
 {
     cr_http_t *h = sk->h;
+    cr_http__uncork(sk);
     if (sk->prev != NULL)
         sk->prev->next = sk->next;
     else
@@ -366,11 +374,55 @@ static void cr_http__check_done(cr_http_t *h)
     }
 }
 
+/* Sets TCP_CORK on a socket or clears it (sending what it held). Returns 0, or -1 (not TCP, or no TCP_CORK here). */
+static int cr_http__set_cork(curl_socket_t fd, int on)
+{
+#ifdef TCP_CORK
+    return setsockopt(fd, IPPROTO_TCP, TCP_CORK, &on, sizeof(on));
+#else
+    (void)fd;
+    (void)on;
+    return -1;
+#endif
+}
+
+/* Sends what curl wrote to a corked socket (cr_http__run). */
+static void cr_http__uncork(cr_http_sock_t *sk)
+{
+    if (sk->corked) {
+        sk->corked = 0;
+        (void)cr_http__set_cork(sk->fd, 0);
+    }
+}
+
+/* Runs curl on a socket's events (fd) or on its timeout (CURL_SOCKET_TIMEOUT), with TCP_CORK on the sockets it
+ * watches. libcurl 7.88 writes every HTTP/2 frame as a TLS record with a send() of its own — per request HEADERS, DATA
+ * and, once the answer is in, a RST_STREAM for the stream already closed — and one run starts and answers dozens of
+ * streams: corked, what it wrote leaves in a few full segments when it returns (or when it stops watching a socket),
+ * not in three packets per request that each go the whole way through TCP/IP (on loopback, the receiver's half too).
+ * Nothing waits: uncorking sends at once. */
+static void cr_http__run(cr_http_t *h, curl_socket_t fd, int flags)
+{
+    int running;
+    for (cr_http_sock_t *sk = h->socks; sk != NULL; sk = sk->next)
+        if (!sk->no_cork) {
+            if (cr_http__set_cork(sk->fd, 1) == 0)
+                sk->corked = 1;
+            else
+                sk->no_cork = 1; /* not TCP */
+        }
+    ++h->in_curl;
+    curl_multi_socket_action(h->multi, fd, flags, &running);
+    --h->in_curl;
+    for (cr_http_sock_t *sk = h->socks; sk != NULL; sk = sk->next)
+        cr_http__uncork(sk);
+}
+
 static void cr_http__on_poll(uv_poll_t *handle, int status, int events)
 {
     cr_http_sock_t *sk = handle->data;
     cr_http_t *h = sk->h;
-    int flags = 0, running;
+    int flags = 0;
     if (status < 0)
         flags = CURL_CSELECT_ERR;
     else {
@@ -379,9 +431,7 @@ static void cr_http__on_poll(uv_poll_t *handle, int status, int events)
         if (events & UV_WRITABLE)
             flags |= CURL_CSELECT_OUT;
     }
-    ++h->in_curl;
-    curl_multi_socket_action(h->multi, sk->fd, flags, &running);
-    --h->in_curl;
+    cr_http__run(h, sk->fd, flags);
     cr_http__check_done(h);
     cr_http__start_waiting(h); /* what a streaming callback sent while curl ran */
 }
@@ -389,10 +439,7 @@ static void cr_http__on_poll(uv_poll_t *handle, int status, int events)
 static void cr_http__on_timeout(uv_timer_t *timer)
 {
     cr_http_t *h = timer->data;
-    int running;
-    ++h->in_curl;
-    curl_multi_socket_action(h->multi, CURL_SOCKET_TIMEOUT, 0, &running);
-    --h->in_curl;
+    cr_http__run(h, CURL_SOCKET_TIMEOUT, 0);
     cr_http__check_done(h);
     cr_http__start_waiting(h); /* what a streaming callback sent while curl ran */
 }
