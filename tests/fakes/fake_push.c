@@ -11,7 +11,6 @@
 #include "corral/codec.h"
 #include "corral/error.h"
 #include "corral/json.h"
-#include <dlfcn.h>
 #include <errno.h>
 #include <h2o/http1.h>
 #include <h2o/http2.h>
@@ -675,42 +674,6 @@ static int on_req(h2o_handler_t *self, h2o_req_t *req)
     }
     (void)self;
     return 0;
-}
-
-/* ---- reads: libuv's "nothing to read now" is not an error ------------------------------------------------------ */
-
-/* libuv calls a read callback with nread == 0 when a read finds nothing (EAGAIN), which happens whenever the one
- * before it filled the buffer exactly; h2o 2.2's libuv binding takes that for an I/O error on TLS sockets and closes
- * the connection (lib/common/socket/uv-binding.c.h, on_read_ssl), so a client sending more than 8 KiB at once (dozens
- * of HTTP/2 streams in one write, as a real APNs client does) lost its connection at random. h2o starts every read
- * with uv_read_start, which this executable defines in front of libuv's: the callback h2o gives is called through a
- * trampoline that passes on data, EOF and errors, and drops the empty reads. */
-#define FK_READ_CBS 4
-static uv_read_cb fk_read_cbs[FK_READ_CBS];
-#define FK_READ_TRAMPOLINE(i)                                                                                                \
-    static void fk_read_##i(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf)                                   \
-    {                                                                                                                  \
-        if (nread != 0)                                                                                                \
-            fk_read_cbs[i](stream, nread, buf);                                                                        \
-    }
-FK_READ_TRAMPOLINE(0)
-FK_READ_TRAMPOLINE(1)
-FK_READ_TRAMPOLINE(2)
-FK_READ_TRAMPOLINE(3)
-static const uv_read_cb fk_read_trampolines[FK_READ_CBS] = {fk_read_0, fk_read_1, fk_read_2, fk_read_3};
-
-int uv_read_start(uv_stream_t *stream, uv_alloc_cb alloc_cb, uv_read_cb read_cb)
-{
-    static int (*real)(uv_stream_t *, uv_alloc_cb, uv_read_cb);
-    size_t i;
-    if (real == NULL && (*(void **)&real = dlsym(RTLD_NEXT, "uv_read_start")) == NULL)
-        return UV_ENOSYS;
-    for (i = 0; i < FK_READ_CBS && fk_read_cbs[i] != NULL && fk_read_cbs[i] != read_cb; ++i)
-        ;
-    if (i == FK_READ_CBS || read_cb == NULL)
-        return real(stream, alloc_cb, read_cb); /* more callbacks than places (h2o has two): as libuv has it */
-    fk_read_cbs[i] = read_cb;
-    return real(stream, alloc_cb, fk_read_trampolines[i]);
 }
 
 /* ---- TLS accept: HTTP/2 by ALPN; HTTP/1 connections are looked at first --------------------------------------- */

@@ -11,11 +11,6 @@
 #include <openssl/ec.h>
 #include <openssl/evp.h>
 #include <openssl/pem.h>
-#include <openssl/ssl.h>
-#include <arpa/inet.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
-#include <sys/socket.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -29,6 +24,7 @@
 #include "corral/json.h"
 #include "corral/mp.h"
 #include "fake_push.h"
+#include "h2_burst.h"
 #include "harness.h"
 #include "http_client.h"
 #include "mp_text.h"
@@ -872,76 +868,12 @@ static void test_webpush_rfc8291(void)
     resp_free(&r);
 }
 
-/* Reads from a TLS connection until an HTTP/2 PING ACK carrying payload; 1 when it came, 0 when the connection ended. */
-static int h2_ping_acked(SSL *ssl, const uint8_t payload[8])
-{
-    uint8_t in[16384 + 9];
-    size_t have = 0;
-    for (;;) {
-        int n = SSL_read(ssl, in + have, (int)(sizeof(in) - have));
-        if (n <= 0)
-            return 0;
-        have += (size_t)n;
-        while (have >= 9) {
-            size_t len = (size_t)in[0] << 16 | (size_t)in[1] << 8 | in[2];
-            if (have < 9 + len)
-                break;
-            if (in[3] == 6 && (in[4] & 1) && len == 8 && memcmp(in + 9, payload, 8) == 0)
-                return 1;
-            memmove(in, in + 9 + len, have - 9 - len);
-            have -= 9 + len;
-        }
-    }
-}
-
 static void test_burst_reads(void)
 {
-    static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-    static const uint8_t settings[9] = {0, 0, 0, 4, 0, 0, 0, 0, 0};
     static const size_t bursts[] = {4096, 8192, 8192, 16384, 12288, 32768};
-    struct sockaddr_in sa = {.sin_family = AF_INET, .sin_port = htons((uint16_t)fp.port)};
-    static uint8_t frame[16384];
-    SSL_CTX *ctx = SSL_CTX_new(TLS_client_method());
-    SSL *ssl = NULL;
-    int fd = socket(AF_INET, SOCK_STREAM, 0), alive = 1;
-    inet_pton(AF_INET, "127.0.0.1", &sa.sin_addr);
-    if (!ok(ctx != NULL && fd >= 0 && connect(fd, (struct sockaddr *)&sa, sizeof(sa)) == 0))
-        goto done;
-    SSL_CTX_set_min_proto_version(ctx, TLS1_3_VERSION); /* a record's size is its plaintext's plus 22 bytes */
-    SSL_CTX_set_alpn_protos(ctx, (const uint8_t *)"\x02h2", 3);
-    SSL_CTX_load_verify_locations(ctx, fp.ca, NULL);
-    SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, NULL);
-    ssl = SSL_new(ctx);
-    SSL_set_fd(ssl, fd);
-    if (!ok(SSL_connect(ssl) == 1) || !ok(SSL_write(ssl, preface, sizeof(preface) - 1) > 0 &&
-                                          SSL_write(ssl, settings, sizeof(settings)) > 0))
-        goto done;
-    /* Each burst: TLS records of 8192 bytes or less (one write each), frames of a type HTTP/2 says to ignore, sent
-     * at once; then a PING that must be answered on the same connection. A burst the size of the server's read
-     * buffer makes its next read find nothing (libuv's nread == 0), which is not an error. */
-    for (size_t b = 0; alive && b < sizeof(bursts) / sizeof(bursts[0]); ++b) {
-        uint8_t ping[17] = {0, 0, 8, 6, 0, 0, 0, 0, 0, 'b', 'u', 'r', 's', 't', 0, 0, (uint8_t)b};
-        int cork = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_CORK, &cork, sizeof(cork));
-        for (size_t left = bursts[b]; left > 0;) {
-            size_t rec = left < 8192 ? left : 8192, len = rec - 22 - 9; /* TLS 1.3: header 5, type 1, tag 16 */
-            frame[0] = (uint8_t)(len >> 16), frame[1] = (uint8_t)(len >> 8), frame[2] = (uint8_t)len;
-            frame[3] = 0xfa; /* an unknown frame type: ignored */
-            memset(frame + 4, 0, 5);
-            SSL_write(ssl, frame, (int)(9 + len));
-            left -= rec;
-        }
-        cork = 0;
-        setsockopt(fd, IPPROTO_TCP, TCP_CORK, &cork, sizeof(cork));
-        alive = SSL_write(ssl, ping, sizeof(ping)) > 0 && h2_ping_acked(ssl, ping + 9);
-        okf(alive, "the connection lives on after a burst of %zu bytes", bursts[b]);
-    }
-done:
-    if (ssl != NULL)
-        SSL_free(ssl);
-    SSL_CTX_free(ctx);
-    if (fd >= 0)
-        close(fd);
+    size_t n = sizeof(bursts) / sizeof(bursts[0]);
+    int lived = cr_test_h2_tls_bursts(fp.port, fp.ca, bursts, n);
+    okf(lived == (int)n, "the connection lived through %d of %zu bursts (4 to 32 KiB)", lived, n);
 }
 
 static void test_stats_and_log(void)

@@ -24,6 +24,7 @@
 #include "corral/mp.h"
 #include "mp_text.h"
 #include "certs.h"
+#include "h2_burst.h"
 #include "harness.h"
 #include "http_client.h"
 #include "proc.h"
@@ -464,6 +465,14 @@ static void test_tls(void)
     ok(req(&r, base, "GET", "/healthz", NULL, NULL, CR_HTTP_INSECURE) == 200);
     ok(r.http_version == 1);
     cr_test_resp_free(&r);
+
+    /* a client's burst the size of h2o's read buffer keeps its connection (net/src/h2o_uv_read.c) */
+    {
+        static const size_t bursts[] = {4096, 8192, 8192, 16384, 12288, 32768};
+        size_t n = sizeof(bursts) / sizeof(bursts[0]);
+        int lived = cr_test_h2_tls_bursts(port, cert, bursts, n);
+        okf(lived == (int)n, "the connection lived through %d of %zu bursts (4 to 32 KiB)", lived, n);
+    }
 
     /* verified against our certificate (pinned as the only CA), by name */
     {
