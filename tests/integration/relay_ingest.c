@@ -1130,20 +1130,26 @@ static void test_noscript(void)
     okf(st == 200, "status %ld: %s", st, res);
     ok_str(res, "{\"acked\":{\"NS1\":1}}");
     ok(xlen() == len0 + 1);
-    ok(counter("corral_redis_noscript_total") == before + 1);
-    /* and the script is cached again: the next batch needs no second EVAL */
+    /* at least ingest's own NOSCRIPT; the relay's push scripts, run once a second, may meet the flush too */
+    long long after = counter("corral_redis_noscript_total");
+    okf(after >= before + 1 && after <= before + 3, "NOSCRIPT counted %lld times", after - before);
+    /* and the script is cached again: three more batches need no EVAL (a push script may still meet it once) */
     free(res);
     cr_buf_free(&b);
     cr_buf_free(&envs[0]);
     free_jsons(j, 1);
-    j[0] = env_json("agent.message", "NS1", 2, NULL, "{\"text\":\"again\"}");
-    make_batch(&b, 1, j, envs);
-    res = post_batch(&b, tok_host, 0, &st);
-    ok(st == 200 && counter("corral_redis_noscript_total") == before + 1);
-    free(res);
-    cr_buf_free(&b);
-    cr_buf_free(&envs[0]);
-    free_jsons(j, 1);
+    for (unsigned long long seq = 2; seq <= 4; ++seq) {
+        j[0] = env_json("agent.message", "NS1", seq, NULL, "{\"text\":\"again\"}");
+        make_batch(&b, 1, j, envs);
+        res = post_batch(&b, tok_host, 0, &st);
+        ok(st == 200);
+        free(res);
+        cr_buf_free(&b);
+        cr_buf_free(&envs[0]);
+        free_jsons(j, 1);
+    }
+    okf(counter("corral_redis_noscript_total") <= after + 1, "NOSCRIPT counted %lld more times after the script was sent again",
+        counter("corral_redis_noscript_total") - after);
 }
 
 static void host_token_id(char *out, size_t outlen)
