@@ -285,6 +285,7 @@ static void new_token(char *out)
 static void start_next_task(host_session_t *s);
 static void on_agent_exit(host_agent_t *a, int exit_status, int term_signal, const char *stderr_tail, void *data);
 static void housekeep(host_t *h, int spare, const char *base);
+static void create_jobs_orphan(host_t *h);
 
 static void on_agent_event(host_agent_t *a, const char *kind, int pri, const char *body, size_t len, void *data)
 {
@@ -678,6 +679,7 @@ void host_free(host_t *h)
         return;
     if (h->spare_job != NULL)
         h->spare_job->h = NULL;
+    create_jobs_orphan(h);
     while ((s = h->sessions) != NULL) {
         h->sessions = s->next;
         session_free(s);
@@ -707,8 +709,8 @@ static void on_shutdown_timer(uv_timer_t *t)
 {
     host_t *h = t->data;
     size_t n = agents_running(h);
-    if (n > 0 && uv_now(h->loop) - h->shutdown_started < HOST_STOP_GRACE_MS + 2000)
-        return;
+    if ((n > 0 || h->creating != NULL) && uv_now(h->loop) - h->shutdown_started < HOST_STOP_GRACE_MS + 2000)
+        return; /* a session being made is finished (and refused, as corrald is stopping) before the loop ends */
     if (n > 0)
         cr_log(CR_LOG_WARN, "shutdown: %zu agents did not end; abandoning them", n);
     uv_close((uv_handle_t *)t, (uv_close_cb)free);
@@ -751,15 +753,160 @@ static void remove_record(host_session_t *s)
     nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
 }
 
-int host_session_create(host_session_t **out, host_t *h, const host_create_t *c)
+/* ---- creating a session: its worktree on the thread pool --------------------------------------------------------
+ *
+ * Taking the spare costs tens of milliseconds, but with none ready (the first session, a burst of them) writing every
+ * file takes hundreds, and the loop serves every other session meanwhile: so the worktree is made on libuv's thread
+ * pool, with a repository handle of the job's own (git.c's spare markers and git's lock files keep it apart from what
+ * the loop does to other branches), and the rest — record, agent, events — follows on the loop. */
+
+typedef struct st_host_create_job_t {
+    uv_work_t work;
+    host_t *h; /* NULL once the host is freed */
+    struct st_host_create_job_t *next; /* in h->creating */
+    host_created_cb cb;
+    void *data;
+    char *task, *name, *agent, *cmd, *identity, *base; /* copies ("" none) */
+    char repo[PATH_MAX];
+    int spares;
+    host_git_session_t g;
+    int rc;
+    cr_error_t err;
+    double git_ms;
+} host_create_job_t;
+
+/* The host is being freed: the jobs running only free themselves when they end. */
+static void create_jobs_orphan(host_t *h)
+{
+    for (host_create_job_t *j = h->creating; j != NULL; j = j->next)
+        j->h = NULL;
+}
+
+static void create_job_free(host_create_job_t *j)
+{
+    free(j->task), free(j->name), free(j->agent), free(j->cmd), free(j->identity), free(j->base);
+    free(j);
+}
+
+static void create_work(uv_work_t *w)
+{
+    host_create_job_t *j = w->data;
+    host_git_repo_t *repo = NULL;
+    uint64_t t0 = uv_hrtime();
+    if ((j->rc = host_git_open(&repo, j->repo)) == 0) {
+        host_git_set_spares(repo, j->spares);
+        j->rc = host_git_session_create(&j->g, repo, j->name, j->base[0] != '\0' ? j->base : NULL, NULL);
+        host_git_close(repo);
+    }
+    if (j->rc != 0)
+        j->err = *cr_error_last();
+    j->git_ms = (double)(uv_hrtime() - t0) / 1e6;
+}
+
+/* The worktree is there: the record, the agent, the events. On failure the worktree and branch are removed. */
+static int create_finish(host_session_t **out, host_t *h, host_create_job_t *j)
 {
     host_session_t *s = NULL;
-    host_git_session_t g;
+    host_git_session_t *g = &j->g;
     host_store_session_opts_t so = {0};
-    const char *agent = c->agent != NULL && c->agent[0] != '\0' ? c->agent : "claude";
-    int rc, git_made = 0;
+    int rc;
 
     *out = NULL;
+    if (h->shutting_down) {
+        rc = cr_error_set(CR_ECONFLICT, NULL, "corrald is shutting down");
+        goto done;
+    }
+    so.task = j->task;
+    so.agent = j->agent;
+    so.cmd = j->cmd[0] != '\0' ? j->cmd : NULL;
+    so.identity = j->identity;
+    so.git = g;
+    if ((s = calloc(1, sizeof(*s))) == NULL)
+        abort();
+    s->host = h;
+    if ((rc = host_store_session_create(&s->rec, h->store, &so)) != 0)
+        goto done;
+    if ((rc = start_agent(s, j->task)) != 0) {
+        const cr_error_t *e = cr_error_last();
+        if (e->field[0] == '\0')
+            cr_error_set(rc, "agent", "%s", e->message);
+        goto done;
+    }
+    session_link(h, s);
+    {
+        cr_buf_t b;
+        size_t tlen = strlen(j->task);
+        cr_buf_init(&b, BODY_MAX);
+        cr_mpw_map(&b, 5);
+        mpw_kv(&b, "name", g->name);
+        mpw_kv(&b, "agent", j->agent);
+        mpw_kv(&b, "branch", g->branch);
+        mpw_kv(&b, "base", g->base);
+        CR_MPW_LIT(&b, "prompt");
+        cr_mpw_str(&b, j->task, tlen > 60000 ? 60000 : tlen);
+        host_emit(s, "session.started", 1, b.base, b.len);
+        cr_buf_free(&b);
+    }
+    if (strcmp(j->agent, "shell") == 0) /* claude and codex say so when their turn starts */
+        emit_state(s, HOST_STORE_RUNNING, NULL);
+    activity(s, "cli", "session.create", g->name, "ok");
+    cr_log_sid(CR_LOG_INFO, s->rec->sid, "session %s started (%s) in %s, %s in %.0f ms", g->name, j->agent, g->worktree,
+               g->from_spare ? "a spare worktree taken" : "worktree written", j->git_ms);
+    housekeep(h, 1, g->base);
+    *out = s;
+    s = NULL;
+    rc = 0;
+done:
+    if (rc != 0) {
+        cr_error_t saved = *cr_error_last();
+        if (s != NULL && s->rec != NULL)
+            remove_record(s);
+        host_git_session_remove(h->git, g, 0);
+        housekeep(h, 1, g->base);
+        session_free(s);
+        cr_error_set(saved.code, saved.field, "%s", saved.message);
+    }
+    return rc;
+}
+
+static void create_after(uv_work_t *w, int status)
+{
+    host_create_job_t *j = w->data;
+    host_t *h = j->h;
+    host_session_t *s = NULL;
+    int rc = j->rc;
+
+    (void)status; /* never cancelled */
+    if (h == NULL) {
+        if (rc == 0)
+            cr_log(CR_LOG_WARN, "corrald stopped while making session %s: its branch and worktree are left", j->name);
+        create_job_free(j);
+        return;
+    }
+    for (host_create_job_t **pp = &h->creating; *pp != NULL; pp = &(*pp)->next)
+        if (*pp == j) {
+            *pp = j->next;
+            break;
+        }
+    if (rc != 0)
+        cr_error_set(j->err.code, j->err.field, "%s", j->err.message);
+    else
+        rc = create_finish(&s, h, j);
+    j->cb(s, rc, j->data);
+    create_job_free(j);
+}
+
+static char *dup_or_empty(const char *s)
+{
+    return xstrdup(s != NULL ? s : "");
+}
+
+int host_session_create(host_t *h, const host_create_t *c, host_created_cb cb, void *data)
+{
+    const char *agent = c->agent != NULL && c->agent[0] != '\0' ? c->agent : "claude";
+    host_create_job_t *j;
+    int rc;
+
     if (h->shutting_down)
         return cr_error_set(CR_ECONFLICT, NULL, "corrald is shutting down");
     if (c->task == NULL || c->task[0] == '\0')
@@ -772,65 +919,28 @@ int host_session_create(host_session_t **out, host_t *h, const host_create_t *c)
         return rc;
     if (host_session_find(h, c->name) != NULL)
         return cr_error_set(CR_EEXISTS, "name", "a session named %s exists already", c->name);
+    for (host_create_job_t *p = h->creating; p != NULL; p = p->next)
+        if (strcmp(p->name, c->name) == 0)
+            return cr_error_set(CR_EEXISTS, "name", "a session named %s is being made", c->name);
     if (c->identity != NULL && c->identity[0] != '\0' && !cr_id_valid(c->identity, strlen(c->identity)))
         return cr_error_set(CR_EBADNAME, "identity", "not a valid identity name: %s", c->identity);
-    uint64_t t0 = uv_hrtime();
-    if ((rc = host_git_session_create(&g, h->git, c->name, c->base != NULL && c->base[0] != '\0' ? c->base : NULL, NULL)) != 0)
-        return rc;
-    double git_ms = (double)(uv_hrtime() - t0) / 1e6;
-    git_made = 1;
-    so.task = c->task;
-    so.agent = agent;
-    so.cmd = c->cmd != NULL && c->cmd[0] != '\0' ? c->cmd : NULL;
-    so.identity = c->identity;
-    so.git = &g;
-    if ((s = calloc(1, sizeof(*s))) == NULL)
+    if ((j = calloc(1, sizeof(*j))) == NULL)
         abort();
-    s->host = h;
-    if ((rc = host_store_session_create(&s->rec, h->store, &so)) != 0)
-        goto done;
-    if ((rc = start_agent(s, c->task)) != 0) {
-        const cr_error_t *e = cr_error_last();
-        if (e->field[0] == '\0')
-            cr_error_set(rc, "agent", "%s", e->message);
-        goto done;
+    j->h = h;
+    j->cb = cb;
+    j->data = data;
+    j->work.data = j;
+    j->task = dup_or_empty(c->task), j->name = dup_or_empty(c->name), j->agent = dup_or_empty(agent);
+    j->cmd = dup_or_empty(c->cmd), j->identity = dup_or_empty(c->identity), j->base = dup_or_empty(c->base);
+    j->spares = !h->no_spares;
+    snprintf(j->repo, sizeof(j->repo), "%s", host_git_workdir(h->git));
+    if (uv_queue_work(h->loop, &j->work, create_work, create_after) != 0) {
+        create_job_free(j);
+        return cr_error_set(CR_EIO, NULL, "cannot queue the session's worktree");
     }
-    session_link(h, s);
-    {
-        cr_buf_t b;
-        cr_buf_init(&b, BODY_MAX);
-        cr_mpw_map(&b, 5);
-        mpw_kv(&b, "name", g.name);
-        mpw_kv(&b, "agent", agent);
-        mpw_kv(&b, "branch", g.branch);
-        mpw_kv(&b, "base", g.base);
-        CR_MPW_LIT(&b, "prompt");
-        cr_mpw_str(&b, c->task, strlen(c->task) > 60000 ? 60000 : strlen(c->task));
-        host_emit(s, "session.started", 1, b.base, b.len);
-        cr_buf_free(&b);
-    }
-    if (strcmp(agent, "shell") == 0) /* claude and codex say so when their turn starts */
-        emit_state(s, HOST_STORE_RUNNING, NULL);
-    activity(s, "cli", "session.create", g.name, "ok");
-    cr_log_sid(CR_LOG_INFO, s->rec->sid, "session %s started (%s) in %s, %s in %.0f ms", g.name, agent, g.worktree,
-               g.from_spare ? "a spare worktree taken" : "worktree written", git_ms);
-    housekeep(h, 1, g.base);
-    *out = s;
-    s = NULL;
-    rc = 0;
-done:
-    if (rc != 0) {
-        cr_error_t saved = *cr_error_last();
-        if (s != NULL && s->rec != NULL)
-            remove_record(s);
-        if (git_made) {
-            host_git_session_remove(h->git, &g, 0);
-            housekeep(h, 1, g.base);
-        }
-        session_free(s);
-        cr_error_set(saved.code, saved.field, "%s", saved.message);
-    }
-    return rc;
+    j->next = h->creating;
+    h->creating = j;
+    return 0;
 }
 
 int host_session_remove(host_t *h, host_session_t *s, int keep_branch)

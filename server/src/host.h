@@ -87,6 +87,7 @@ struct st_host_t {
     uint64_t seal_checked;    /* when host_seal_refresh last looked (loop ms) */
     int no_spares;            /* worktree.spare = off */
     struct st_host_spare_job_t *spare_job; /* housekeeping running on the thread pool (NULL: none; host.c) */
+    struct st_host_create_job_t *creating; /* sessions whose worktree is being made on the thread pool */
     int spare_again;          /* asked again while it ran: run once more (with a spare of spare_base if spare_want) */
     int spare_want;
     char spare_base[HOST_GIT_BRANCH_MAX];
@@ -130,12 +131,18 @@ typedef struct st_host_create_t {
     const char *base;     /* the base branch; NULL: the branch checked out in the repository */
 } host_create_t;
 
-/* Creates a session: checks the name, creates branch corral/NAME and its worktree, the store record, starts the agent
- * with CORRAL_SESSION, CORRAL_TOKEN, CORRAL_URL and CORRAL_IDENTITY, and emits session.started and session.state.
- * On failure nothing is left behind (no branch, worktree or record). Returns 0 with *out (owned by the host),
- * CR_EBADNAME, CR_EEXISTS, CR_ENOTFOUND (the base branch, or the agent program), CR_EBODY (bad field), CR_EIO or
- * -1; cr_error_last() names the problem and its field. */
-int host_session_create(host_session_t **out, host_t *h, const host_create_t *c);
+/* What host_session_create ends with, on the loop: the session (owned by the host) and 0, or NULL and an error code
+ * with cr_error_last() naming the problem and its field. */
+typedef void (*host_created_cb)(host_session_t *s, int rc, void *data);
+
+/* Creates a session: checks the name and fields now, then creates branch corral/NAME and its worktree on libuv's
+ * thread pool (the loop goes on meanwhile), then the store record, starts the agent with CORRAL_SESSION,
+ * CORRAL_TOKEN, CORRAL_URL and CORRAL_IDENTITY, emits session.started and session.state, and calls cb. On failure
+ * nothing is left behind (no branch, worktree or record). Returns 0 (cb will run, with the outcome), or CR_EBADNAME,
+ * CR_EEXISTS (the name is a session's, or one being made), CR_EBODY (a bad field), CR_ECONFLICT (shutting down) or
+ * CR_EIO at once (cb will not run). cb gets CR_ENOTFOUND (the base branch, or the agent program), CR_EEXISTS (the
+ * branch or directory exists), CR_EIO or -1 besides. */
+int host_session_create(host_t *h, const host_create_t *c, host_created_cb cb, void *data);
 
 /* Removes a session: kills its agent, removes its worktree and (unless keep_branch) its branch, and deletes its
  * record under .corral/sessions/. s is freed. Returns 0 or -1 (the record is gone even then; the message says what

@@ -485,11 +485,50 @@ static void h_list(host_api_t *api, h2o_req_t *req)
     cr_buf_free(&b);
 }
 
+/* A create waits for its worktree: the request may go away meanwhile (the guard, in its pool, says so). */
+typedef struct st_api_create_call_t {
+    h2o_req_t *req; /* NULL once the request is gone */
+    struct st_api_create_guard_t *guard;
+} api_create_call_t;
+
+struct st_api_create_guard_t {
+    api_create_call_t *call;
+};
+
+static void on_create_guard_dispose(void *p)
+{
+    struct st_api_create_guard_t *g = p;
+    if (g->call != NULL) {
+        g->call->req = NULL;
+        g->call->guard = NULL;
+    }
+}
+
+static void on_created(host_session_t *s, int rc, void *data)
+{
+    api_create_call_t *c = data;
+    h2o_req_t *req = c->req;
+    cr_buf_t b;
+    if (c->guard != NULL)
+        c->guard->call = NULL;
+    free(c);
+    if (req == NULL)
+        return; /* the client left; the session stands */
+    if (rc != 0) {
+        send_cr_error(req);
+        return;
+    }
+    cr_buf_init(&b, 1u << 20);
+    session_mp(&b, s);
+    send_mp(req, 201, &b);
+    cr_buf_free(&b);
+}
+
 static void h_create(host_api_t *api, h2o_req_t *req)
 {
-    cr_buf_t body, b;
+    cr_buf_t body;
     host_create_t c = {0};
-    host_session_t *s;
+    api_create_call_t *call;
     int bad = 0;
     cr_buf_init(&body, HOST_API_BODY_MAX);
     if (read_body(req, &body) != 0)
@@ -502,14 +541,18 @@ static void h_create(host_api_t *api, h2o_req_t *req)
     c.base = field_str(req, &body, "base", &bad);
     if (bad)
         goto done;
-    if (host_session_create(&s, api->host, &c) != 0) {
+    if ((call = calloc(1, sizeof(*call))) == NULL) {
+        send_error(req, 500, "internal", NULL, "out of memory");
+        goto done;
+    }
+    if (host_session_create(api->host, &c, on_created, call) != 0) {
+        free(call);
         send_cr_error(req);
         goto done;
     }
-    cr_buf_init(&b, 1u << 20);
-    session_mp(&b, s);
-    send_mp(req, 201, &b);
-    cr_buf_free(&b);
+    call->req = req;
+    call->guard = h2o_mem_alloc_shared(&req->pool, sizeof(*call->guard), on_create_guard_dispose);
+    call->guard->call = call;
 done:
     cr_buf_free(&body);
 }

@@ -207,6 +207,33 @@ static void test_bad_input(void)
     ok(corral("log", "nosuch", NULL) == 3);
     ok(corral("new", "again", "--name", "demo", NULL) == 4);
     ok(strstr(host.err, "exists already") != NULL);
+    /* two creates of one name at once (worktrees are made off the loop): one is made, the other refused */
+    {
+        char script[4 * PATH_MAX + 256], *st[2], *err[2];
+        const char *argv[] = {"/bin/sh", "-c", script, NULL};
+        snprintf(script, sizeof(script),
+                 "for i in 1 2; do ('%s' new 'sleep 30' --name twin --agent shell >/dev/null 2>'%s'/twin$i.err; "
+                 "echo $? >'%s'/twin$i.st) & done; wait",
+                 host.corral_bin, host.tmp, host.tmp);
+        okf(cr_test_host_run(&host, argv) == 0, "%s", host.err);
+        for (int i = 0; i < 2; ++i) {
+            snprintf(path, sizeof(path), "%s/twin%d.st", host.tmp, i + 1);
+            st[i] = cr_test_file_read(path, 0, 100);
+            snprintf(path, sizeof(path), "%s/twin%d.err", host.tmp, i + 1);
+            err[i] = cr_test_file_read(path, 0, 4096);
+        }
+        int one = st[0] != NULL && st[1] != NULL &&
+                  ((strcmp(st[0], "0\n") == 0 && strcmp(st[1], "4\n") == 0) || (strcmp(st[0], "4\n") == 0 && strcmp(st[1], "0\n") == 0));
+        okf(one, "exit statuses %s and %s", st[0] != NULL ? st[0] : "?", st[1] != NULL ? st[1] : "?");
+        const char *loser = one && strcmp(st[0], "4\n") == 0 ? err[0] : err[1];
+        okf(loser != NULL && (strstr(loser, "exists already") != NULL || strstr(loser, "is being made") != NULL), "%s",
+            loser != NULL ? loser : "(none)");
+        for (int i = 0; i < 2; ++i)
+            free(st[i]), free(err[i]);
+        ok(git("branch", "--list", "corral/twin", NULL) == 0);
+        ok(strstr(host.out, " corral/twin\n") != NULL && strchr(host.out, '\n') == strrchr(host.out, '\n'));
+        ok(corral("rm", "twin", NULL) == 0);
+    }
     ok(corral("new", "x", "--name", "b1", "--base", "nosuchbranch", NULL) == 3);
     okf(strstr(host.err, "nosuchbranch") != NULL, "%s", host.err);
     ok(corral("new", "x", "--name", "b2", "--cmd", "/nonexistent/claude", NULL) == 3);
