@@ -3,12 +3,15 @@
  * window, and the events it actually wrote. With --relay, the same with its uplink to a real corral-relay and Redis.
  * Targets: at most 5% of one core and 30 MiB RSS with 10 agents at 100 events/s each. Runs the Release corrald and
  * corral beside it (<build>/bin, or $CORRAL_BINARY_DIR/bin) on demand, never as a timed test.
- * Usage: bench_corrald [--sessions N] [--rate R] [--seconds S] [--warmup S] [--relay] [--perf FILE] [--keep]
- *                      [--verbose] */
+ * With --files N the repository holds N more files of ~2 KiB (10 x 10 directories), so that the sessions' starts, one
+ * after another, are a burst of creates on a real worktree (corrald keeps one spare; see README).
+ * Usage: bench_corrald [--sessions N] [--rate R] [--seconds S] [--warmup S] [--files N] [--relay] [--perf FILE]
+ *                      [--keep] [--verbose] */
 #ifndef _GNU_SOURCE
 #define _GNU_SOURCE
 #endif
 #include "bench_common.h"
+#include "corral/fs.h"
 #include "proc.h"
 #include "redis_server.h"
 #include "relay_proc.h"
@@ -205,7 +208,7 @@ static int cmp_double(const void *a, const void *b)
 
 int main(int argc, char **argv)
 {
-    int sessions = 10, seconds = 20, warmup = 3, with_relay = 0, keep = 0, slot = -1, rc = 1;
+    int sessions = 10, files = 0, seconds = 20, warmup = 3, with_relay = 0, keep = 0, slot = -1, rc = 1;
     double rate = 100;
     const char *perf_file = NULL;
     pid_t daemon = 0, perf = 0;
@@ -224,6 +227,8 @@ int main(int argc, char **argv)
             seconds = atoi(argv[++i]);
         else if (strcmp(argv[i], "--warmup") == 0 && i + 1 < argc)
             warmup = atoi(argv[++i]);
+        else if (strcmp(argv[i], "--files") == 0 && i + 1 < argc)
+            files = atoi(argv[++i]);
         else if (strcmp(argv[i], "--perf") == 0 && i + 1 < argc)
             perf_file = argv[++i];
         else if (strcmp(argv[i], "--relay") == 0)
@@ -233,13 +238,13 @@ int main(int argc, char **argv)
         else if (strcmp(argv[i], "--verbose") == 0)
             verbose = 1;
         else {
-            fprintf(stderr, "usage: bench_corrald [--sessions N] [--rate R] [--seconds S] [--warmup S] [--relay] "
-                            "[--perf FILE] [--keep] [--verbose]\n");
+            fprintf(stderr, "usage: bench_corrald [--sessions N] [--rate R] [--seconds S] [--warmup S] [--files N] "
+                            "[--relay] [--perf FILE] [--keep] [--verbose]\n");
             return 2;
         }
     }
     if (sessions < 1 || sessions > MAX_SESSIONS || rate <= 0 || rate > 100000 || seconds < 1 || seconds > 3600 ||
-        warmup < 0 || warmup > 600) {
+        warmup < 0 || warmup > 600 || files < 0 || files > 1000000) {
         fprintf(stderr, "bench_corrald: --sessions 1..%d, --rate > 0, --seconds 1..3600, --warmup 0..600\n", MAX_SESSIONS);
         return 2;
     }
@@ -314,7 +319,18 @@ int main(int argc, char **argv)
             goto done;
         fputs("bench\n", fp);
         fclose(fp);
-        if (git("add", "README", NULL, NULL) != 0 || git("commit", "-q", "-m", "init") != 0)
+        for (int i = 0; i < files; ++i) {
+            snprintf(p, sizeof(p), "%s/src/m%d/p%d", repo, i % 10, i / 10 % 10);
+            if (i < 100 && cr_mkdir_p(p, 0755) != 0)
+                goto done;
+            snprintf(p, sizeof(p), "%s/src/m%d/p%d/f%06d.c", repo, i % 10, i / 10 % 10, i);
+            if ((fp = fopen(p, "w")) == NULL)
+                goto done;
+            for (int line = 0; line < 64; ++line)
+                fprintf(fp, "static int v_%d_%d = %d; /* padding text */\n", i, line, i * 64 + line);
+            fclose(fp);
+        }
+        if (git("add", "-A", NULL, NULL) != 0 || git("commit", "-q", "-m", "init") != 0)
             goto done;
     }
 
