@@ -81,6 +81,8 @@ static void on_tflush(uv_timer_t *t)
     for (host_session_t *s = h->sessions; s != NULL; s = s->next)
         if (host_store_transcript_flush(s->rec) != 0)
             cr_log_sid(CR_LOG_ERROR, s->rec->sid, "transcript: %s", cr_error_last()->message);
+    if (host_store_outbox_flush(host_store_outbox(h->store)) != 0) /* its NOSYNC events, likewise */
+        cr_log(CR_LOG_ERROR, "%s", cr_error_last()->message);
 }
 
 int host_seal_refresh(host_t *h)

@@ -213,12 +213,17 @@ void host_store_outbox_close(host_store_outbox_t *ob);
 #define HOST_STORE_SYNC 1
 
 /* Appends one event envelope (it must decode: CR_EENVELOPE and the decoder's codes otherwise). With
- * HOST_STORE_SYNC it is fsync'd before the call returns; with HOST_STORE_NOSYNC it is written but not yet durable
- * (group commit: several appends, then host_store_outbox_sync). Only durable records are handed out by
- * next_batch. Returns 0, a decode error, or CR_EIO (the segment is cut back: nothing half-written remains). */
+ * HOST_STORE_SYNC it is written and fsync'd before the call returns; with HOST_STORE_NOSYNC it is buffered (written
+ * when 64 KiB gather, by host_store_outbox_flush or _sync, at the latest at close) and not yet durable (group
+ * commit: several appends, then host_store_outbox_sync). Only durable records are handed out by next_batch. Returns
+ * 0, a decode error, CR_ENOMEM, or CR_EIO (a write failed: what was buffered is kept and written again at the next
+ * flush; with 4 MiB waiting, appends are refused). */
 int host_store_outbox_append(host_store_outbox_t *ob, const char *env, size_t len, int flags);
 
-/* Makes every appended record durable (fdatasync of the open segment). Returns 0 or CR_EIO. */
+/* Writes the buffered NOSYNC records to the segment file (not synced). Returns 0 or CR_EIO (kept for the next try). */
+int host_store_outbox_flush(host_store_outbox_t *ob);
+
+/* Makes every appended record durable (written, then fdatasync of the open segment). Returns 0 or CR_EIO. */
 int host_store_outbox_sync(host_store_outbox_t *ob);
 
 /* Gives the next unacknowledged durable records after those already handed out, in append order: at most

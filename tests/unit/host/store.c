@@ -708,6 +708,51 @@ done:
     cr_buf_free(&env);
 }
 
+/* NOSYNC appends wait in memory until a flush (or 64 KiB, a sync, close): one write for many events; nothing is handed
+ * out before it is durable, and what was flushed or closed is all there when the outbox is opened again. */
+#define REC_HEADER_TEST 8 /* a record's header on disk: its length and its crc32, 4 bytes each */
+
+static void test_outbox_write_buffer(void)
+{
+    char dir[PATH_MAX], seg[PATH_MAX + 32];
+    host_store_outbox_t *ob = NULL;
+    cr_span_t spans[64];
+    size_t n = 0, one;
+    cr_buf_t env;
+    cr_buf_init(&env, 1 << 20);
+    memset(text500, 'x', 500);
+    new_dir(dir, sizeof(dir), "outbox-wbuf");
+    snprintf(seg, sizeof(seg), "%s/%020d.seg", dir, 0);
+    if (!ok(host_store_outbox_open(&ob, dir) == 0))
+        return;
+    make_event(&env, 0);
+    one = REC_HEADER_TEST + env.len;
+    ok(host_store_outbox_append(ob, env.base, env.len, HOST_STORE_NOSYNC) == 0);
+    make_event(&env, 1);
+    ok(host_store_outbox_append(ob, env.base, env.len, HOST_STORE_NOSYNC) == 0);
+    ok(cr_test_file_size(seg) == 0);                                                 /* not written yet */
+    ok(host_store_outbox_next_batch(ob, spans, &n, 64, 1 << 20) == 0 && n == 0);    /* nor handed out */
+    ok(host_store_outbox_flush(ob) == 0);
+    ok(cr_test_file_size(seg) == (off_t)(2 * one));                                  /* one write: both */
+    ok(host_store_outbox_flush(ob) == 0 && cr_test_file_size(seg) == (off_t)(2 * one)); /* nothing twice */
+    make_event(&env, 2);
+    ok(host_store_outbox_append(ob, env.base, env.len, HOST_STORE_SYNC) == 0);     /* a sync writes it at once */
+    ok(cr_test_file_size(seg) == (off_t)(3 * one));
+    ok(host_store_outbox_next_batch(ob, spans, &n, 64, 1 << 20) == 0 && n == 3);
+    for (int i = 3; i < 6; ++i) {
+        make_event(&env, i);
+        ok(host_store_outbox_append(ob, env.base, env.len, HOST_STORE_NOSYNC) == 0);
+    }
+    host_store_outbox_close(ob); /* close writes what waits */
+    ob = NULL;
+    ok(cr_test_file_size(seg) == (off_t)(6 * one));
+    if (ok(host_store_outbox_open(&ob, dir) == 0)) {
+        ok(host_store_outbox_pending(ob) == 6);
+        host_store_outbox_close(ob);
+    }
+    cr_buf_free(&env);
+}
+
 static void test_outbox_sync_cost(void)
 {
     char dir[PATH_MAX];
@@ -835,6 +880,7 @@ int main(void)
     subtest("tasks", test_tasks);
     subtest("activity", test_activity);
     subtest("outbox", test_outbox);
+    subtest("outbox write buffer", test_outbox_write_buffer);
     subtest("outbox sync cost", test_outbox_sync_cost);
     subtest("outbox torn tail", test_outbox_torn);
     return done_testing();
