@@ -159,7 +159,8 @@ int host_emit(host_session_t *s, const char *kind, int pri, const char *body, si
         cr_log_sid(CR_LOG_ERROR, s->rec->sid, "cannot emit %s: %s", kind, cr_error_last()->message);
         return rc;
     }
-    if (s->rec->_tbuf.len > 0 && h->tflush != NULL && !uv_is_active((uv_handle_t *)h->tflush))
+    if ((s->rec->_tbuf.len > 0 || host_store_outbox_buffered(host_store_outbox(h->store)) > 0) && h->tflush != NULL &&
+        !uv_is_active((uv_handle_t *)h->tflush))
         uv_timer_start(h->tflush, on_tflush, HOST_TRANSCRIPT_FLUSH_MS, 0);
     if (h->hooks.on_emitted != NULL)
         h->hooks.on_emitted(pri, h->hooks.emitted_data);

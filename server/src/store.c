@@ -437,6 +437,11 @@ int host_store_outbox_flush(host_store_outbox_t *ob)
     return rc;
 }
 
+size_t host_store_outbox_buffered(const host_store_outbox_t *ob)
+{
+    return ob->wbuf.len;
+}
+
 int host_store_outbox_sync(host_store_outbox_t *ob)
 {
     int rc;

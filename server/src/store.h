@@ -223,6 +223,9 @@ int host_store_outbox_append(host_store_outbox_t *ob, const char *env, size_t le
 /* Writes the buffered NOSYNC records to the segment file (not synced). Returns 0 or CR_EIO (kept for the next try). */
 int host_store_outbox_flush(host_store_outbox_t *ob);
 
+/* Bytes of NOSYNC records appended and not written yet. */
+size_t host_store_outbox_buffered(const host_store_outbox_t *ob);
+
 /* Makes every appended record durable (written, then fdatasync of the open segment). Returns 0 or CR_EIO. */
 int host_store_outbox_sync(host_store_outbox_t *ob);
 
