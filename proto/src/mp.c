@@ -372,6 +372,26 @@ int cr_mp_map_get(const char *mp, size_t len, const char *key, cr_span_t *out)
     return CR_ENOTFOUND;
 }
 
+int cr_mp_str_array(const char *mp, size_t len, cr_span_t *out, size_t max, size_t *n)
+{
+    const char *p = mp, *end = mp + len;
+    cr_mp_item_t it;
+    size_t hl;
+    *n = 0;
+    if ((hl = cr_mp_read(p, end, &it)) == 0 || it.type != MSGPACK_OBJECT_ARRAY)
+        return CR_ENOTFOUND;
+    if (it.count > max)
+        return CR_ETOOLARGE;
+    p += hl;
+    for (uint32_t i = 0, count = it.count; i < count; ++i) {
+        if ((hl = cr_mp_read(p, end, &it)) == 0 || it.type != MSGPACK_OBJECT_STR)
+            return CR_EBODY;
+        out[(*n)++] = it.bytes;
+        p = it.bytes.base + it.bytes.len;
+    }
+    return 0;
+}
+
 /* ---- writers ------------------------------------------------------------------------------------------------- */
 
 /* Appends a header: a fix form when n fits `fixmax` (OR-ed into `fix`), else the 8/16/32-bit form (codes c8, c16, c32;

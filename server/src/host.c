@@ -1336,30 +1336,13 @@ static void norm_words(char *out, size_t cap, const char *in)
 /* The question's options (from needs), up to max, as malloc'd strings; returns how many. */
 static size_t needs_options(const host_session_t *s, char **out, size_t max)
 {
-    const host_store_session_t *r = s->rec;
-    cr_mp_item_t it;
+    cr_span_t v[9];
     size_t n = 0;
-    if (r->needs_opts == NULL)
-        return 0;
-    const char *p = r->needs_opts, *end = p + r->needs_opts_len;
-    size_t hl = cr_mp_read(p, end, &it);
-    if (hl == 0 || it.type != 6 /* ARRAY */)
-        return 0;
-    uint32_t count = it.count;
-    p += hl;
-    for (uint32_t i = 0; i < count && p < end; ++i) {
-        if ((hl = cr_mp_read(p, end, &it)) == 0 || it.type != 5 /* STR */)
-            break;
-        if (n < max) {
-            out[n] = malloc(it.bytes.len + 1);
-            if (out[n] == NULL)
-                abort();
-            memcpy(out[n], it.bytes.base, it.bytes.len);
-            out[n][it.bytes.len] = '\0';
-            ++n;
-        }
-        p = it.bytes.base + it.bytes.len;
-    }
+    if (s->rec->needs_opts != NULL)
+        (void)cr_mp_str_array(s->rec->needs_opts, s->rec->needs_opts_len, v, max < 9 ? max : 9, &n); /* stored: valid */
+    for (size_t i = 0; i < n; ++i)
+        if ((out[i] = strndup(v[i].base, v[i].len)) == NULL)
+            abort();
     return n;
 }
 

@@ -697,25 +697,19 @@ static void h_ask(host_api_t *api, h2o_req_t *req, host_session_t *s)
     {
         const char *opts[9];
         size_t nopts = 0;
-        cr_span_t v;
-        cr_mp_item_t it;
+        cr_span_t v, sv[9];
         if (cr_mp_map_get(body.base, body.len, "options", &v) == 0) {
-            const char *p = v.base, *end = v.base + v.len;
-            size_t hl = cr_mp_read(p, end, &it);
-            if (hl == 0 || it.type != 6 /* array */ || it.count > 9) {
+            int e = cr_mp_str_array(v.base, v.len, sv, 9, &nopts);
+            if (e == CR_ETOOLARGE || e == CR_ENOTFOUND) {
                 send_error(req, 400, "bad_body", "options", "options must be an array of at most 9 strings");
                 goto done;
             }
-            uint32_t count = it.count;
-            p += hl;
-            for (uint32_t i = 0; i < count; ++i) {
-                if ((hl = cr_mp_read(p, end, &it)) == 0 || it.type != 5 /* str */) {
-                    send_error(req, 400, "bad_body", "options", "option %u must be a string", i + 1);
-                    goto done;
-                }
-                opts[nopts++] = h2o_strdup(&req->pool, it.bytes.base, it.bytes.len).base;
-                p = it.bytes.base + it.bytes.len;
+            if (e != 0) {
+                send_error(req, 400, "bad_body", "options", "option %zu must be a string", nopts + 1);
+                goto done;
             }
+            for (size_t i = 0; i < nopts; ++i)
+                opts[i] = h2o_strdup(&req->pool, sv[i].base, sv[i].len).base;
         }
         if (host_ask(rid, s, text, opts, nopts) != 0) {
             send_cr_error(req);

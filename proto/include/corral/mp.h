@@ -50,6 +50,11 @@ const char *cr_mp_skip(const char *p, const char *end);
  * CR_ENOTFOUND (also when the value is not a map). */
 int cr_mp_map_get(const char *mp, size_t len, const char *key, cr_span_t *out);
 
+/* Reads the array of strings at mp[0..len) into out[0..*n) (spans into mp). Returns 0, CR_ENOTFOUND (not an array),
+ * CR_ETOOLARGE (more than max elements) — *n is 0 then — or CR_EBODY (element *n is not a string, or is cut short:
+ * the first *n were read). */
+int cr_mp_str_array(const char *mp, size_t len, cr_span_t *out, size_t max, size_t *n);
+
 /* Small canonical msgpack writers appending to a cr_buf_t, for messages built by hand (frames, error documents).
  * Each returns 0, or CR_ETOOLARGE / CR_ENOMEM when the buffer is full; they chain with ||. */
 #include "corral/buf.h"

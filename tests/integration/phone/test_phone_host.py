@@ -284,6 +284,36 @@ class PhoneHost(unittest.TestCase):
         self.assertFalse(a["ok"], a)
         self.assertIn(a["code"], ("bad_audio", "not_understood"))
 
+    def test_7_ask_bad_options(self):
+        # POST /v1/ask with options that are not an array of at most 9 strings: 400 bad_body naming the field, and no
+        # question is asked (the agent posts them itself, with its own session token)
+        poster = (
+            "import http.client, json, os, socket\n"
+            "class C(http.client.HTTPConnection):\n"
+            "    def connect(self):\n"
+            "        self.sock = socket.socket(socket.AF_UNIX); self.sock.connect(os.environ['CORRAL_URL'][5:])\n"
+            "for opts in (['a'] * 10, 'a', ['a', 3]):\n"
+            "    c = C('corrald'); c.request('POST', '/v1/ask?wait=1', json.dumps({'text': 'q?', 'options': opts}),\n"
+            "        {'Authorization': 'Bearer ' + os.environ['CORRAL_TOKEN'], 'Content-Type': 'application/json'})\n"
+            "    r = c.getresponse(); print('ASK', r.status, r.read().decode(), flush=True)\n")
+        path = os.path.join(self.st.tmp, "poster.py")
+        with open(path, "w") as f:
+            f.write(poster)
+        self.corral("new", "post bad options", "--name", "s-badask", "--agent", "shell", "--cmd",
+                    "python3 %s; sleep 30" % path)
+        sid = self.sid_of("s-badask")
+        msgs = []
+        def three():
+            msgs[:] = [e["b"]["text"] for e in self.events(sid, missing_ok=True)
+                       if e["k"] == "agent.message" and "ASK " in e["b"]["text"]]
+            return len("".join(msgs).split("ASK ")) > 3 or None
+        wait_until(three, 30, "three answers; corrald log:\n" + Stack.tail(self.st.host_log))
+        text = "".join(msgs)
+        self.assertEqual(text.count("ASK 400"), 3, text)
+        self.assertEqual(text.count("options must be an array of at most 9 strings"), 2, text)
+        self.assertIn("option 2 must be a string", text)
+        self.assertFalse([e for e in self.events(sid) if e["k"] == "question"])
+
 
 if __name__ == "__main__":
     unittest.main(verbosity=2)

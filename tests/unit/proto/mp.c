@@ -82,6 +82,16 @@ static void test_depth_and_paths(void)
     ok(cr_mp_map_get(g, sizeof(g) - 1, "c", &v) == 0 && v.len == 2);
     ok(cr_mp_map_get(g, sizeof(g) - 1, "d", &v) == CR_ENOTFOUND);
     ok(cr_mp_map_get("\x90", 1, "a", &v) == CR_ENOTFOUND);
+
+    cr_span_t sv[3];
+    size_t sn = 99;
+    static const char sa[] = "\x92\xa3one\xa0";
+    ok(cr_mp_str_array(sa, sizeof(sa) - 1, sv, 3, &sn) == 0 && sn == 2 && sv[0].len == 3 && memcmp(sv[0].base, "one", 3) == 0 &&
+       sv[1].len == 0);
+    ok(cr_mp_str_array(sa, sizeof(sa) - 1, sv, 1, &sn) == CR_ETOOLARGE && sn == 0);
+    ok(cr_mp_str_array("\x92\xa1x\x05", 4, sv, 3, &sn) == CR_EBODY && sn == 1); /* the second is a number */
+    ok(cr_mp_str_array("\xa1x", 2, sv, 3, &sn) == CR_ENOTFOUND && sn == 0);       /* not an array */
+    ok(cr_mp_str_array("\x92\xa1x", 3, sv, 3, &sn) == CR_EBODY && sn == 1);     /* cut short */
 }
 
 static void test_limits(void)
