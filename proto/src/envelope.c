@@ -92,7 +92,12 @@ static const char *const file_statuses[] = {"added", "modified", "deleted", "ren
 static const field_t f_session_started[] = {{"name", F_STR, 1, 0, NULL}, {"agent", F_STR, 1, 0, NULL},
                                             {"branch", F_STR, 1, 0, NULL}, {"base", F_STR, 1, 0, NULL},
                                             {"prompt", F_STR, 0, 0, NULL}, END_FIELDS};
-static const field_t f_session_state[] = {{"state", F_ENUM, 1, 0, states}, {"reason", F_STR, 0, 0, NULL}, END_FIELDS};
+static const char *const needs_kinds[] = {"", "approval.request", "question", "diff.ready", NULL};
+static const field_t f_session_state[] = {{"state", F_ENUM, 1, 0, states},
+                                          {"reason", F_STR, 0, 0, NULL},
+                                          {"needs", F_ENUM, 0, 0, needs_kinds},
+                                          {"rid", F_ID, 0, 0, NULL},
+                                          END_FIELDS};
 static const field_t f_agent_message[] = {{"text", F_STR, 1, LIMIT(max_message_text), NULL}, END_FIELDS};
 static const field_t f_agent_tool[] = {{"tool", F_STR, 1, 0, NULL}, {"summary", F_STR, 1, 0, NULL}, END_FIELDS};
 static const field_t f_approval_request[] = {{"rid", F_ID, 1, 0, NULL}, {"tool", F_STR, 1, 0, NULL},

@@ -169,15 +169,26 @@ int host_emit(host_session_t *s, const char *kind, int pri, const char *body, si
     return 0;
 }
 
+
+/* session.state {state, reason?, needs, rid?}: needs is what the session waits for from a person ("approval.request",
+ * "question", "diff.ready"; "": nothing) and rid that request's id, so that a phone that saw the request keeps it
+ * across state changes that raced it (a running state emitted after a question asked at a turn's start). */
 static void emit_state(host_session_t *s, host_store_state_t st, const char *reason)
 {
     cr_buf_t b;
-    const char *name = host_store_state_name(st);
+    const char *name = host_store_state_name(st), *needs = "", *rid = "";
     if (s->rec->state == st && reason == NULL)
         return; /* the agent said so already */
+    if (s->rec->has_needs)
+        needs = s->rec->needs_k, rid = s->rec->needs_rid;
+    else if (s->ask_rid[0] != '\0')
+        needs = "question", rid = s->ask_rid;
     cr_buf_init(&b, BODY_MAX);
-    cr_mpw_map(&b, reason != NULL ? 2 : 1);
+    cr_mpw_map(&b, (reason != NULL ? 3 : 2) + (rid[0] != '\0'));
     mpw_kv(&b, "state", name);
+    mpw_kv(&b, "needs", needs);
+    if (rid[0] != '\0')
+        mpw_kv(&b, "rid", rid);
     if (reason != NULL) {
         size_t n = strlen(reason);
         CR_MPW_LIT(&b, "reason");

@@ -15,11 +15,14 @@ function session(st, sid, host) {
   if (!s) {
     s = st.sessions[sid] = {
       sid, host: host ?? '', idn: '', name: '', agent: '', branch: '', base: '', prompt: '', state: '', reason: '',
-      needs: null, outcome: null, full: null, done: null, last: '', lastSeq: 0, ts: 0, feed: [],
+      needs: null, outcome: null, full: null, done: null, last: '', lastSeq: 0, ts: 0, feed: [], reqs: [],
     };
   }
+  s.reqs ??= []; // a state saved by an older version
   return s;
 }
+
+export const REQS_MAX = 8; // requests of a session kept, so that a later session.state can name one again
 
 function feed(s, e, b) {
   s.feed.push({ k: e.k, seq: e.seq, ts: e.ts, b });
@@ -53,12 +56,23 @@ export function apply(st, id, host, e, b) {
     case 'session.state':
       s.state = str(body.state) || s.state;
       s.reason = str(body.reason);
-      if (s.state !== 'waiting') s.needs = null;
+      if (typeof body.needs === 'string') {
+        // the host says what is pending: nothing, or a request this phone saw (a state that raced it changes nothing)
+        const rid = str(body.rid);
+        if (!body.needs) s.needs = null;
+        else if (!s.needs || s.needs.k !== body.needs || (rid && s.needs.rid !== rid)) {
+          s.needs = s.reqs.findLast((r) => r.k === body.needs && (!rid || r.rid === rid)) ?? s.needs;
+        }
+      } else if (s.state !== 'waiting') {
+        s.needs = null; // a host that does not say: a session that moved on needs nothing
+      }
       break;
     case 'approval.request':
     case 'question':
     case 'diff.ready':
       s.needs = { k: e.k, seq: e.seq, ts: e.ts, rid: str(body.rid), b };
+      s.reqs.push(s.needs);
+      if (s.reqs.length > REQS_MAX) s.reqs.splice(0, s.reqs.length - REQS_MAX);
       s.state = 'waiting';
       if (e.k === 'diff.ready') s.full = null;
       feed(s, e, b);

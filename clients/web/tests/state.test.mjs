@@ -57,6 +57,27 @@ test('a session that moves on from waiting needs nothing; done is done', () => {
   assert.equal(summary(s), 'Fixed it');
 });
 
+test('a host that says what is pending: a state that raced the question keeps it; nothing pending clears it', () => {
+  const st = emptyState();
+  ev(st, 'Q', 'session.started', { name: 'db' });
+  let s = ev(st, 'Q', 'question', { rid: 'q7', text: 'Which region?', options: ['us-east', 'eu-west'] }, { pri: 2 });
+  // the agent's turn started after the question was asked: running, but the question still waits
+  s = ev(st, 'Q', 'session.state', { state: 'running', needs: 'question', rid: 'q7' });
+  assert.equal(s.needs.k, 'question');
+  assert.equal(s.needs.rid, 'q7');
+  s = ev(st, 'Q', 'session.state', { state: 'waiting', needs: 'question', rid: 'q7' });
+  assert.equal(summary(s), 'Which region?');
+  // an answer from another device cleared it here; a later state naming it brings it back only if it still waits
+  s.needs = null;
+  s = ev(st, 'Q', 'session.state', { state: 'waiting', needs: 'question', rid: 'q7' });
+  assert.equal(s.needs?.rid, 'q7');
+  s = ev(st, 'Q', 'session.state', { state: 'running', needs: '' });
+  assert.equal(s.needs, null);
+  // a request it never saw: nothing to show (the state alone cannot make a card)
+  s = ev(st, 'Q', 'session.state', { state: 'waiting', needs: 'approval.request', rid: 'zz' });
+  assert.equal(s.needs, null);
+});
+
 test('a sealed request this phone cannot open still needs the person', () => {
   const st = emptyState();
   const s = ev(st, 'C', 'diff.ready', null, { pri: 2 });

@@ -233,6 +233,13 @@ static void test_body_errors(void)
     EXPECT_EV_ERR(EV("approval.request", "{\"rid\":\"r\",\"tool\":3,\"summary\":\"x\"}"), CR_EBODY, "b.tool");
     EXPECT_EV_ERR(EV("session.state", "{\"state\":\"sleeping\"}"), CR_EBODY, "b.state");
     ok_str(cr_error_last()->message, "b.state must be one of running, waiting, idle, suspended, done, failed");
+    {
+        cr_event_t sev;
+        ok(decode_json_event(EV("session.state", "{\"state\":\"running\",\"needs\":\"question\",\"rid\":\"q7\"}"), &sev) == 0);
+        ok(decode_json_event(EV("session.state", "{\"state\":\"idle\",\"needs\":\"\"}"), &sev) == 0);
+    }
+    EXPECT_EV_ERR(EV("session.state", "{\"state\":\"waiting\",\"needs\":\"coffee\"}"), CR_EBODY, "b.needs");
+    EXPECT_EV_ERR(EV("session.state", "{\"state\":\"waiting\",\"needs\":\"question\",\"rid\":\"a b\"}"), CR_EBODY, "b.rid");
     EXPECT_EV_ERR(EV("question", "{\"rid\":\"q\",\"text\":\"?\",\"options\":[\"a\",2]}"), CR_EBODY, "b.options.1");
     EXPECT_EV_ERR(EV("diff.ready", "{\"base\":\"a\",\"head\":\"b\",\"files\":[{\"path\":\"x\",\"status\":\"weird\",\"add\":1,\"del\":0}],"
                      "\"add\":1,\"del\":0,\"patch\":\"\",\"truncated\":false}"), CR_EBODY, "b.files.0.status");
