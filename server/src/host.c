@@ -1351,8 +1351,8 @@ static size_t needs_options(const host_session_t *s, char **out, size_t max)
     size_t n = 0;
     if (s->rec->needs_opts != NULL)
         (void)cr_mp_str_array(s->rec->needs_opts, s->rec->needs_opts_len, v, max < 9 ? max : 9, &n); /* stored: valid */
-    for (size_t i = 0; i < n; ++i)
-        if ((out[i] = strndup(v[i].base, v[i].len)) == NULL)
+    for (size_t i = 0; i < n; ++i) /* cr_strndup, not strndup: the spans are not NUL-terminated */
+        if ((out[i] = cr_strndup(v[i].base, v[i].len)) == NULL)
             abort();
     return n;
 }
