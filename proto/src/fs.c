@@ -103,6 +103,14 @@ static int fs_error(const char *what, const char *path)
     return cr_error_set(CR_EIO, NULL, "%s %s: %s", what, path, strerror(errno));
 }
 
+int cr_path_join(char *out, size_t outlen, const char *a, const char *b)
+{
+    int n = snprintf(out, outlen, "%s/%s", a, b);
+    if (n < 0 || (size_t)n >= outlen)
+        return cr_error_set(CR_EIO, NULL, "path too long: %s/%s", a, b);
+    return 0;
+}
+
 int cr_read_whole(char **out, size_t *outlen, const char *path, size_t max)
 {
     int fd = open(path, O_RDONLY | O_CLOEXEC);

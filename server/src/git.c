@@ -1141,13 +1141,6 @@ static int put_small(const char *dir, const char *name, const char *text)
     return cr_write_atomic(dir, name, text, strlen(text), 0644, 0);
 }
 
-static int path_join(char *out, size_t outlen, const char *a, const char *b)
-{
-    if ((size_t)snprintf(out, outlen, "%s/%s", a, b) >= outlen)
-        return cr_error_set(CR_EIO, NULL, "path too long under %.64s", a);
-    return 0;
-}
-
 /* The spare's worktree directory, from <admin>/gitdir ("<dir>/.git\n"). */
 static int spare_workdir(char *out, size_t outlen, const char *admin)
 {
@@ -1155,7 +1148,7 @@ static int spare_workdir(char *out, size_t outlen, const char *admin)
     size_t n;
     int rc;
 
-    if ((rc = path_join(p, sizeof(p), admin, "gitdir")) < 0 || (rc = cr_read_whole(&text, &n, p, PATH_MAX)) < 0)
+    if ((rc = cr_path_join(p, sizeof(p), admin, "gitdir")) < 0 || (rc = cr_read_whole(&text, &n, p, PATH_MAX)) < 0)
         return rc;
     while (n > 0 && (text[n - 1] == '\n' || text[n - 1] == '\r'))
         text[--n] = '\0';
@@ -1182,7 +1175,7 @@ static int spare_commit(git_oid *out, const char *admin, const char *marker)
 {
     char p[PATH_MAX], *text = NULL;
     int rc;
-    if ((rc = path_join(p, sizeof(p), admin, marker)) < 0 || (rc = cr_read_whole(&text, NULL, p, 100)) < 0)
+    if ((rc = cr_path_join(p, sizeof(p), admin, marker)) < 0 || (rc = cr_read_whole(&text, NULL, p, 100)) < 0)
         return rc;
     text[strcspn(text, "\r\n")] = '\0';
     rc = git_oid_fromstr(out, text) == 0 ? 0 : cr_error_set(CR_EIO, NULL, "bad %s", p);
@@ -1216,7 +1209,7 @@ static int spare_take(char *admin, size_t adminlen, git_repository *r, const cha
 static void spare_give_back(const char *admin, const char *as)
 {
     char from[PATH_MAX], to[PATH_MAX];
-    if (path_join(from, sizeof(from), admin, as) == 0 && path_join(to, sizeof(to), admin, SPARE_READY) == 0 &&
+    if (cr_path_join(from, sizeof(from), admin, as) == 0 && cr_path_join(to, sizeof(to), admin, SPARE_READY) == 0 &&
         rename(from, to) != 0)
         unlink(from); /* left without a marker: the next host_git_spare_make removes it */
 }
@@ -1312,7 +1305,7 @@ static int spare_claim(host_git_repo_t *repo, const git_commit *tip, const char 
     if ((size_t)snprintf(text, sizeof(text), "gitdir: %s\n", admin) >= sizeof(text) || put_small(path, ".git", text) < 0 ||
         (size_t)snprintf(text, sizeof(text), "%s/.git\n", path) >= sizeof(text) || put_small(admin, "gitdir", text) < 0 ||
         (size_t)snprintf(text, sizeof(text), "ref: " HEADS "%s\n", branch_name) >= sizeof(text) ||
-        put_small(admin, "HEAD", text) < 0 || path_join(text, sizeof(text), admin, SPARE_CLAIM) < 0 || unlink(text) != 0)
+        put_small(admin, "HEAD", text) < 0 || cr_path_join(text, sizeof(text), admin, SPARE_CLAIM) < 0 || unlink(text) != 0)
         goto undo;
     git_reference_free(branch);
     return 0;
@@ -1331,7 +1324,7 @@ undo:
     git_reference_delete(branch);
     git_reference_free(branch);
 garbage:
-    if (path_join(text, sizeof(text), sp_admin, SPARE_CLAIM) == 0)
+    if (cr_path_join(text, sizeof(text), sp_admin, SPARE_CLAIM) == 0)
         unlink(text);
     return 1;
 }
@@ -1399,8 +1392,8 @@ int host_git_spare_make(const char *repo_path, const char *base)
             git_oid held;
             if (strncmp(de->d_name, SPARE_PREFIX, sizeof(SPARE_PREFIX) - 1) != 0 ||
                 (size_t)snprintf(admin, sizeof(admin), "%s%s", dir, de->d_name) >= sizeof(admin) ||
-                path_join(p, sizeof(p), admin, SPARE_CLAIM) < 0 || path_join(ready_p, sizeof(ready_p), admin, SPARE_READY) < 0 ||
-                path_join(update_p, sizeof(update_p), admin, SPARE_UPDATE) < 0)
+                cr_path_join(p, sizeof(p), admin, SPARE_CLAIM) < 0 || cr_path_join(ready_p, sizeof(ready_p), admin, SPARE_READY) < 0 ||
+                cr_path_join(update_p, sizeof(update_p), admin, SPARE_UPDATE) < 0)
                 continue;
             if (stat(p, &st) == 0 && time(NULL) - st.st_mtime < SPARE_CLAIM_STALE_S)
                 continue; /* being taken by a session create right now */

@@ -97,14 +97,6 @@ static int io_error(const char *what, const char *path)
     return cr_error_set(CR_EIO, NULL, "%s %s: %s", what, path, strerror(errno));
 }
 
-static int path_join(char *out, size_t outlen, const char *a, const char *b)
-{
-    int n = snprintf(out, outlen, "%s/%s", a, b);
-    if (n < 0 || (size_t)n >= outlen)
-        return cr_error_set(CR_EIO, NULL, "path too long: %s/%s", a, b);
-    return 0;
-}
-
 static int write_all(int fd, const char *p, size_t n)
 {
     while (n > 0) {
@@ -302,7 +294,7 @@ static int ob_load_acked(host_store_outbox_t *ob)
 {
     char path[PATH_MAX], *data = NULL, *line, *save = NULL;
     int rc;
-    if ((rc = path_join(path, sizeof(path), ob->dir, "acked")) != 0)
+    if ((rc = cr_path_join(path, sizeof(path), ob->dir, "acked")) != 0)
         return rc;
     if ((rc = cr_read_whole(&data, NULL, path, HOST_STORE_JSON_MAX)) != 0)
         return rc == CR_ENOTFOUND ? 0 : rc;
@@ -726,12 +718,12 @@ static int ensure_exclude(const char *repo)
     struct stat st;
     size_t len = 0;
     int rc;
-    if ((rc = path_join(gitdir, sizeof(gitdir), repo, ".git")) != 0)
+    if ((rc = cr_path_join(gitdir, sizeof(gitdir), repo, ".git")) != 0)
         return rc;
     if (stat(gitdir, &st) != 0 || !S_ISDIR(st.st_mode))
         return 0; /* not a plain repository (a linked worktree's .git is a file): .corral/.gitignore does the job */
-    if ((rc = path_join(info, sizeof(info), gitdir, "info")) != 0 || (rc = mkdir_p1(info)) != 0 ||
-        (rc = path_join(path, sizeof(path), info, "exclude")) != 0)
+    if ((rc = cr_path_join(info, sizeof(info), gitdir, "info")) != 0 || (rc = mkdir_p1(info)) != 0 ||
+        (rc = cr_path_join(path, sizeof(path), info, "exclude")) != 0)
         return rc;
     rc = cr_read_whole(&data, &len, path, HOST_STORE_JSON_MAX);
     if (rc != 0 && rc != CR_ENOTFOUND)
@@ -768,17 +760,17 @@ int host_store_open(host_store_t **out, const char *repo_dir)
         return cr_error_set(CR_ENOTFOUND, "repo", "no such directory: %s", repo_dir);
     if ((st = calloc(1, sizeof(*st))) == NULL)
         return cr_error_set(CR_ENOMEM, NULL, "out of memory");
-    if ((rc = path_join(st->dir, sizeof(st->dir), real, HOST_STORE_DIR)) != 0 || (rc = mkdir_p1(st->dir)) != 0)
+    if ((rc = cr_path_join(st->dir, sizeof(st->dir), real, HOST_STORE_DIR)) != 0 || (rc = mkdir_p1(st->dir)) != 0)
         goto done;
-    if ((rc = path_join(path, sizeof(path), st->dir, ".gitignore")) != 0)
+    if ((rc = cr_path_join(path, sizeof(path), st->dir, ".gitignore")) != 0)
         goto done;
     if (access(path, F_OK) != 0 && (rc = write_atomic(st->dir, ".gitignore", "*\n", 2)) != 0)
         goto done;
     if ((rc = ensure_exclude(real)) != 0)
         goto done;
-    if ((rc = path_join(path, sizeof(path), st->dir, "sessions")) != 0 || (rc = mkdir_p1(path)) != 0)
+    if ((rc = cr_path_join(path, sizeof(path), st->dir, "sessions")) != 0 || (rc = mkdir_p1(path)) != 0)
         goto done;
-    if ((rc = path_join(path, sizeof(path), st->dir, "outbox")) != 0 ||
+    if ((rc = cr_path_join(path, sizeof(path), st->dir, "outbox")) != 0 ||
         (rc = host_store_outbox_open(&st->outbox, path)) != 0)
         goto done;
     *out = st;
@@ -1248,7 +1240,7 @@ int host_store_session_load(host_store_session_t **out, host_store_t *st, const 
     *out = NULL;
     if (sid == NULL || !cr_id_valid(sid, strlen(sid)) || strcmp(sid, ".") == 0 || strcmp(sid, "..") == 0)
         return cr_error_set(CR_EBADNAME, "sid", "not a valid session id: %s", sid != NULL ? sid : "(null)");
-    if ((rc = session_dir(dir, sizeof(dir), st, sid)) != 0 || (rc = path_join(path, sizeof(path), dir, "session.json")) != 0)
+    if ((rc = session_dir(dir, sizeof(dir), st, sid)) != 0 || (rc = cr_path_join(path, sizeof(path), dir, "session.json")) != 0)
         return rc;
     if ((rc = cr_read_whole(&json, &jlen, path, HOST_STORE_JSON_MAX)) != 0) {
         if (rc == CR_ENOTFOUND)
@@ -1338,9 +1330,9 @@ int host_store_session_create(host_store_session_t **out, host_store_t *st, cons
     made = 0;
 done:
     if (made) {
-        if (path_join(path, sizeof(path), dir, "tasks.md") == 0)
+        if (cr_path_join(path, sizeof(path), dir, "tasks.md") == 0)
             unlink(path);
-        if (path_join(path, sizeof(path), dir, "session.json") == 0)
+        if (cr_path_join(path, sizeof(path), dir, "session.json") == 0)
             unlink(path);
         rmdir(dir);
     }
@@ -1367,7 +1359,7 @@ int host_store_session_list(host_store_session_t ***out, size_t *n, host_store_t
     int rc = 0;
     *out = NULL;
     *n = 0;
-    if ((rc = path_join(dir, sizeof(dir), st->dir, "sessions")) != 0)
+    if ((rc = cr_path_join(dir, sizeof(dir), st->dir, "sessions")) != 0)
         return rc;
     if ((d = opendir(dir)) == NULL)
         return io_error("opendir", dir);
@@ -1769,7 +1761,7 @@ int host_store_activity(host_store_t *st, const host_store_activity_t *a)
     int rc, fd;
     uint64_t t = a->time != 0 ? a->time : cr_now_ms();
     time_t secs = (time_t)(t / 1000);
-    if ((rc = path_join(path, sizeof(path), st->dir, "activity.csv")) != 0)
+    if ((rc = cr_path_join(path, sizeof(path), st->dir, "activity.csv")) != 0)
         return rc;
     gmtime_r(&secs, &tm);
     snprintf(when, sizeof(when), "%04d-%02d-%02dT%02d:%02d:%02d.%03uZ", tm.tm_year + 1900, tm.tm_mon + 1, tm.tm_mday,

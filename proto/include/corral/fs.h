@@ -19,6 +19,9 @@ int cr_write_atomic(const char *dir, const char *name, const void *data, size_t 
  * cr_error_last() naming the file; *out is NULL then. */
 int cr_read_whole(char **out, size_t *outlen, const char *path, size_t max);
 
+/* Writes "a/b" into out. Returns 0, or CR_EIO ("path too long: a/b") when it does not fit. */
+int cr_path_join(char *out, size_t outlen, const char *a, const char *b);
+
 /* fsyncs a directory (after a rename or unlink in it). Returns 0 or CR_EIO. */
 int cr_fsync_dir(const char *dir);
 

@@ -12,6 +12,15 @@
 
 static char tmp[PATH_MAX];
 
+static void test_path_join(void)
+{
+    char out[8];
+    ok(cr_path_join(out, sizeof(out), "ab", "cd") == 0);
+    ok_str(out, "ab/cd");
+    ok(cr_path_join(out, sizeof(out), "abc", "defg") == CR_EIO); /* 8 bytes with the NUL: one too many */
+    ok_str(cr_error_last()->message, "path too long: abc/defg");
+}
+
 static void test_mkdir_p(void)
 {
     char path[PATH_MAX + 64];
@@ -87,6 +96,7 @@ int main(void)
 {
     if (cr_test_make_temp_dir(tmp, sizeof(tmp), "fs", 200) != 0 || cr_test_slot_add(tmp, 0) < 0)
         return 1;
+    subtest("path join", test_path_join);
     subtest("mkdir -p", test_mkdir_p);
     subtest("atomic replace", test_write_atomic);
     subtest("read whole", test_read_whole);
