@@ -704,35 +704,39 @@ static int has_gitlink(const char *dir)
 /* Moves a worktree's directory out of the way: to "<workdir>.worktrees/.trash-XXXXXXXX", which host_git_trash_empty
  * deletes later (on a thread of the caller's choosing: deleting 10,000 files takes 150 ms, a node_modules seconds).
  * Returns 1 when it moved, 0 when it could not (another file system): the caller deletes it then. */
-static int trash(host_git_repo_t *repo, const char *dir)
+/* A new name beside the sessions' worktrees: "<workdir>.worktrees/<prefix>XXXXXXXX", the 8 random hex digits also in
+ * id. Returns 0 or CR_EIO. */
+static int worktrees_new_name(char *out, size_t outlen, char id[9], const char *workdir, const char *prefix)
 {
-    char to[PATH_MAX];
     unsigned char rnd[4];
-    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd) ||
-        (size_t)snprintf(to, sizeof(to), "%s.worktrees/" TRASH_PREFIX "%02x%02x%02x%02x", repo->workdir, rnd[0], rnd[1], rnd[2],
-                         rnd[3]) >= sizeof(to))
-        return 0;
-    return rename(dir, to) == 0;
+    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
+        return cr_error_set(CR_EIO, NULL, "no random bytes: %s", strerror(errno));
+    snprintf(id, 9, "%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
+    if ((size_t)snprintf(out, outlen, "%s.worktrees/%s%s", workdir, prefix, id) >= outlen)
+        return cr_error_set(CR_EIO, "worktree", "path too long under %s", workdir);
+    return 0;
 }
 
-int host_git_trash_empty(const char *repo_path)
+static int trash(host_git_repo_t *repo, const char *dir)
 {
-    host_git_repo_t *repo = NULL;
+    char to[PATH_MAX], id[9];
+    return worktrees_new_name(to, sizeof(to), id, repo->workdir, TRASH_PREFIX) == 0 && rename(dir, to) == 0;
+}
+
+int host_git_trash_empty(const char *workdir)
+{
     char dir[PATH_MAX], p[PATH_MAX];
     struct dirent *de;
     DIR *d;
-    int rc;
+    int rc = 0;
 
-    if ((rc = host_git_open(&repo, repo_path)) < 0)
-        return rc;
-    if ((size_t)snprintf(dir, sizeof(dir), "%s.worktrees", repo->workdir) < sizeof(dir) && (d = opendir(dir)) != NULL) {
+    if ((size_t)snprintf(dir, sizeof(dir), "%s.worktrees", workdir) < sizeof(dir) && (d = opendir(dir)) != NULL) {
         while ((de = readdir(d)) != NULL)
             if (strncmp(de->d_name, TRASH_PREFIX, sizeof(TRASH_PREFIX) - 1) == 0 &&
-                (size_t)snprintf(p, sizeof(p), "%s/%s", dir, de->d_name) < sizeof(p) && rm_rf(p) < 0 && rc == 0)
+                cr_path_join(p, sizeof(p), dir, de->d_name) == 0 && rm_rf(p) < 0 && rc == 0)
                 rc = CR_EIO;
         closedir(d);
     }
-    host_git_close(repo);
     return rc;
 }
 
@@ -1333,14 +1337,11 @@ garbage:
 static int spare_new(git_repository *r, const char *workdir, const git_commit *tip)
 {
     char id[9], wd[PATH_MAX], admin[PATH_MAX], text[PATH_MAX + 64], hex[HOST_GIT_OID_HEX];
-    unsigned char rnd[4];
     int rc;
 
-    if (getrandom(rnd, sizeof(rnd), 0) != (ssize_t)sizeof(rnd))
-        return cr_error_set(CR_EIO, NULL, "no random bytes: %s", strerror(errno));
-    snprintf(id, sizeof(id), "%02x%02x%02x%02x", rnd[0], rnd[1], rnd[2], rnd[3]);
-    if ((size_t)snprintf(wd, sizeof(wd), "%s.worktrees/" SPARE_PREFIX "%s", workdir, id) >= sizeof(wd) ||
-        admin_dir(admin, sizeof(admin), r, SPARE_PREFIX) < 0 || strlen(admin) + sizeof(id) >= sizeof(admin))
+    if ((rc = worktrees_new_name(wd, sizeof(wd), id, workdir, SPARE_PREFIX)) < 0)
+        return rc;
+    if (admin_dir(admin, sizeof(admin), r, SPARE_PREFIX) < 0 || strlen(admin) + sizeof(id) >= sizeof(admin))
         return cr_error_set(CR_EIO, "worktree", "path too long under %s", workdir);
     strcat(admin, id);
     oid_hex(hex, git_commit_id(tip));

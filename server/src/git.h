@@ -140,9 +140,10 @@ int host_git_spare_make(const char *repo_path, const char *base);
  * or -1. */
 int host_git_session_remove(host_git_repo_t *repo, const host_git_session_t *s, int keep_branch);
 
-/* Deletes what host_git_session_remove put in the trash of the repository containing repo_path. Slow; any thread (it
- * opens the repository itself). Returns 0, an error code of host_git_open, or CR_EIO (something could not be deleted). */
-int host_git_trash_empty(const char *repo_path);
+/* Deletes what host_git_session_remove put in the trash of the repository whose main worktree is workdir (what
+ * host_git_workdir gives). Slow; any thread (it needs no repository handle). Returns 0, or CR_EIO (something could not
+ * be deleted). */
+int host_git_trash_empty(const char *workdir);
 
 /* Computes the changes of the session's worktree — tracked, and untracked files that are not ignored, but nothing
  * under .corral/ — against `since`, with rename detection. files_max and patch_max cap the file list and the patch
